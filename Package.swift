@@ -1,0 +1,61 @@
+// swift-tools-version: 6.1
+import PackageDescription
+import Foundation
+
+// librdkafka >= 2.3 is built by scripts/setup.sh into $MINIRBT_DEPS/librdkafka when the system copy is
+// older (Debian bookworm ships 2.0.2). pkg-config finds it at build time; the rpath makes the binaries
+// load that copy, not the system one, at run time.
+let environment = ProcessInfo.processInfo.environment
+let depsRoot = environment["MINIRBT_DEPS"]
+    ?? ((environment["XDG_CACHE_HOME"] ?? ((environment["HOME"] ?? "/root") + "/.cache")) + "/minirbt")
+let rdkafkaRPath: [LinkerSetting] = [
+    .unsafeFlags(["-Xlinker", "-rpath", "-Xlinker", depsRoot + "/librdkafka/lib"]),
+]
+
+let package = Package(
+    name: "minirbt-stream",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "minirbt-stream", targets: ["MiniRBTStream"]),
+        .executable(name: "minirbt-admin", targets: ["MiniRBTAdmin"]),
+        .executable(name: "minirbt-bench", targets: ["MiniRBTBench"]),
+        .library(name: "MiniRBT", targets: ["MiniRBT"]),
+        .library(name: "Kafka", targets: ["Kafka"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+    ],
+    targets: [
+        // C shims over system libraries.
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
+        .systemLibrary(name: "CRdKafka", path: "Sources/CRdKafka", pkgConfig: "rdkafka",
+                       providers: [.apt(["librdkafka-dev"])]),
+
+        // Model runtime: tokenizer, checkpoints, encoder, heads. Knows nothing of Kafka.
+        .target(name: "MiniRBT", dependencies: ["CDNNL"]),
+
+        // Kafka layer: typed configuration, producer, consumer, admin. Knows nothing of models.
+        .target(name: "Kafka",
+                dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")],
+                linkerSettings: rdkafkaRPath),
+
+        // The command-line front end of minirbt-stream, a library so tests can drive it.
+        .target(name: "StreamCLI",
+                dependencies: ["MiniRBT", "Kafka",
+                               .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                               .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "MiniRBTStream", dependencies: ["StreamCLI"], linkerSettings: rdkafkaRPath),
+        .executableTarget(name: "MiniRBTAdmin",
+                          dependencies: ["MiniRBT", "Kafka",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          linkerSettings: rdkafkaRPath),
+        .executableTarget(name: "MiniRBTBench", dependencies: ["MiniRBT"], path: "bench/Sources/MiniRBTBench"),
+
+        .testTarget(name: "MiniRBTTests", dependencies: ["MiniRBT"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka"], linkerSettings: rdkafkaRPath),
+        .testTarget(name: "StreamCLITests", dependencies: ["StreamCLI"], linkerSettings: rdkafkaRPath),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+print("minirbt-admin: not yet implemented")

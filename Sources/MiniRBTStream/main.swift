@@ -1,0 +1,2 @@
+import StreamCLI
+await MiniRBTStreamCommand.main()
