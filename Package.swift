@@ -26,6 +26,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.70.0"),
     ],
     targets: [
         // C shims over system libraries.
@@ -41,9 +45,17 @@ let package = Package(
                 dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")],
                 linkerSettings: rdkafkaRPath),
 
+        // The streaming service: consumer loop → router → shards → sequencer → producer → offset tracker.
+        .target(name: "StreamPipeline",
+                dependencies: ["MiniRBT", "Kafka",
+                               .product(name: "DequeModule", package: "swift-collections"),
+                               .product(name: "CoreMetrics", package: "swift-metrics"),
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+
         // The command-line front end of minirbt-stream, a library so tests can drive it.
         .target(name: "StreamCLI",
-                dependencies: ["MiniRBT", "Kafka",
+                dependencies: ["MiniRBT", "Kafka", "StreamPipeline",
                                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "MiniRBTStream", dependencies: ["StreamCLI"], linkerSettings: rdkafkaRPath),
@@ -55,6 +67,7 @@ let package = Package(
 
         .testTarget(name: "MiniRBTTests", dependencies: ["MiniRBT"], resources: [.copy("Fixtures")]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], linkerSettings: rdkafkaRPath),
+        .testTarget(name: "StreamPipelineTests", dependencies: ["StreamPipeline"], linkerSettings: rdkafkaRPath),
         .testTarget(name: "StreamCLITests", dependencies: ["StreamCLI"], linkerSettings: rdkafkaRPath),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,158 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// What the consumer reports, in the order it happened.
+public enum ConsumerEvent: Sendable {
+    /// A record of an assigned partition.
+    case message(ConsumerRecord)
+    /// Partitions newly assigned to this consumer (incrementally, with cooperative-sticky).
+    case assigned([TopicPartition])
+    /// Partitions about to be taken away. The consumer keeps them until `acknowledgement.acknowledge()` is
+    /// called (or `ConsumerConfiguration.revocationTimeout` passes), so the caller can finish in-flight work
+    /// and commit first. Records of these partitions that precede this event were already delivered.
+    case revoked([TopicPartition], RevocationAcknowledgement)
+    /// Partitions lost without an orderly revocation (e.g. session timeout): another member may already
+    /// own them, so committing for them would fail. Drop their in-flight work.
+    case lost([TopicPartition])
+}
+
+/// The caller's "done with these partitions" signal for a `.revoked` event.
+public final class RevocationAcknowledgement: Sendable {
+    private let signalled = Atomic<Bool>(false)
+    private let semaphore = DispatchSemaphore(value: 0)
+
+    init() {}
+
+    /// Lets the consumer give the partitions up. Idempotent.
+    public func acknowledge() {
+        if !signalled.exchange(true, ordering: .acquiringAndReleasing) {
+            semaphore.signal()
+        }
+    }
+
+    /// Blocks the poll thread until acknowledged; false when `timeout` passed first.
+    func wait(timeout: Duration) -> Bool {
+        semaphore.wait(timeout: .now() + .milliseconds(timeout.milliseconds)) == .success
+    }
+}
+
+/// The consumer's events as an async sequence. Single consumer: iterate it from one task.
+public struct ConsumerEvents: AsyncSequence, Sendable {
+    public typealias Element = ConsumerEvent
+
+    let buffer: EventBuffer
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let buffer: EventBuffer
+
+        /// The next event; `nil` once the consumer is closed and every buffered event was read.
+        /// - Throws: `KafkaError` when the consumer failed fatally; `CancellationError` when the task is cancelled.
+        public mutating func next() async throws -> ConsumerEvent? {
+            try await buffer.next()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(buffer: buffer)
+    }
+}
+
+/// Bounded hand-off from the poll thread (which blocks while full, so librdkafka stops fetching) to the
+/// async reader (which suspends while empty).
+///
+/// An `NSCondition` rather than a `Mutex`: the poll thread must sleep on it while the buffer is full.
+final class EventBuffer: @unchecked Sendable {
+    // @unchecked: every stored property below is only touched with `condition` locked.
+    private let condition = NSCondition()
+    private var events: [ConsumerEvent] = []
+    private var head = 0
+    private let capacity: Int
+    private var unbounded = false
+    private var finished = false
+    private var failure: KafkaError?
+    private var waiter: CheckedContinuation<ConsumerEvent?, any Error>?
+
+    init(capacity: Int) {
+        self.capacity = max(1, capacity)
+    }
+
+    private var count: Int { events.count - head }
+
+    /// Poll thread: appends `event`, blocking while the buffer is full (unless `stopBlocking` was called).
+    func push(_ event: ConsumerEvent) {
+        condition.lock()
+        while count >= capacity && !unbounded && !finished {
+            condition.wait()
+        }
+        if let waiter {
+            self.waiter = nil
+            condition.unlock()
+            waiter.resume(returning: event)
+            return
+        }
+        if !finished { events.append(event) }
+        condition.unlock()
+    }
+
+    /// From now on pushes never block: used while closing, when nobody may be reading any more.
+    func stopBlocking() {
+        condition.lock()
+        unbounded = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Ends the sequence after the buffered events; with `error`, the reader gets it instead of `nil`.
+    func finish(error: KafkaError?) {
+        condition.lock()
+        finished = true
+        failure = error
+        let waiter = self.waiter
+        self.waiter = nil
+        condition.broadcast()
+        condition.unlock()
+        if let error { waiter?.resume(throwing: error) } else { waiter?.resume(returning: nil) }
+    }
+
+    func next() async throws -> ConsumerEvent? {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                condition.lock()
+                if let event = popLocked() {
+                    condition.unlock()
+                    continuation.resume(returning: event)
+                } else if finished {
+                    let failure = self.failure
+                    condition.unlock()
+                    if let failure { continuation.resume(throwing: failure) } else { continuation.resume(returning: nil) }
+                } else if Task.isCancelled {
+                    condition.unlock()
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    waiter = continuation
+                    condition.unlock()
+                }
+            }
+        } onCancel: {
+            condition.lock()
+            let waiter = self.waiter
+            self.waiter = nil
+            condition.unlock()
+            waiter?.resume(throwing: CancellationError())
+        }
+    }
+
+    private func popLocked() -> ConsumerEvent? {
+        guard head < events.count else { return nil }
+        let event = events[head]
+        head += 1
+        // Compact occasionally so the array does not grow without bound; amortised O(1) per event.
+        if head >= 256 && head * 2 >= events.count {
+            events.removeFirst(head)
+            head = 0
+        }
+        condition.signal()
+        return event
+    }
+}

@@ -1,0 +1,185 @@
+/// Settings every Kafka client shares: where the cluster is, who we are, and raw librdkafka properties.
+///
+/// The typed fields cover what this project decides; `properties` passes any other librdkafka key through
+/// unchanged and is applied last, so deployment-specific settings (TLS, SASL, tuning) never need code.
+public struct KafkaConfiguration: Sendable, Equatable {
+    /// `bootstrap.servers`: `host:port` entries.
+    public var bootstrapServers: [String]
+    /// `client.id`, shown in broker logs and metrics.
+    public var clientID: String
+    /// librdkafka properties applied after the typed settings, overriding them on conflict.
+    public var properties: [String: String]
+
+    public init(bootstrapServers: [String], clientID: String = "minirbt-stream",
+                properties: [String: String] = [:]) {
+        self.bootstrapServers = bootstrapServers
+        self.clientID = clientID
+        self.properties = properties
+    }
+
+    /// The typed settings as librdkafka properties, before the pass-through ones.
+    var baseProperties: [String: String] {
+        ["bootstrap.servers": bootstrapServers.joined(separator: ","), "client.id": clientID]
+    }
+
+    /// Adds the librdkafka properties found in `KAFKA_*` environment variables
+    /// (`KAFKA_SECURITY_PROTOCOL=SASL_SSL` sets `security.protocol`), overriding existing entries.
+    public mutating func applyEnvironment(_ environment: [String: String]) {
+        properties.merge(KafkaConfiguration.properties(fromEnvironment: environment)) { _, new in new }
+    }
+
+    /// Adds `key=value` assignments (the CLI's repeatable `--kafka key=value`), overriding existing entries.
+    public mutating func apply(assignments: [String]) throws(KafkaConfigurationError) {
+        for assignment in assignments {
+            let (key, value) = try KafkaConfiguration.parseAssignment(assignment)
+            properties[key] = value
+        }
+    }
+
+    /// Maps `KAFKA_FOO_BAR=v` to `foo.bar=v`. Other variables are ignored.
+    public static func properties(fromEnvironment environment: [String: String]) -> [String: String] {
+        var result: [String: String] = [:]
+        for (name, value) in environment where name.hasPrefix("KAFKA_") {
+            let key = name.dropFirst("KAFKA_".count).lowercased().replacingUnderscores()
+            if !key.isEmpty { result[key] = value }
+        }
+        return result
+    }
+
+    /// Splits `key=value` at the first `=` (values may contain `=`, e.g. SASL JAAS strings).
+    public static func parseAssignment(_ text: String) throws(KafkaConfigurationError) -> (key: String, value: String) {
+        guard let equals = text.firstIndex(of: "=") else {
+            throw KafkaConfigurationError.malformedAssignment(text)
+        }
+        let key = text[..<equals].trimmingSpaces()
+        guard !key.isEmpty else { throw KafkaConfigurationError.malformedAssignment(text) }
+        return (key, String(text[text.index(after: equals)...]))
+    }
+}
+
+/// A configuration text that could not be read.
+public enum KafkaConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Expected `key=value`; the text is shown as given.
+    case malformedAssignment(String)
+
+    public var description: String {
+        switch self {
+        case .malformedAssignment(let text):
+            return "expected a librdkafka property as key=value, got \"\(text)\""
+        }
+    }
+}
+
+/// Producer settings. Defaults favour safety: idempotent, `acks=all`, a short linger for batching.
+public struct ProducerConfiguration: Sendable, Equatable {
+    /// Which acknowledgement the producer waits for (`acks`).
+    public enum Acks: String, Sendable, Equatable {
+        case none = "0", leader = "1", all = "all"
+    }
+
+    public var kafka: KafkaConfiguration
+    /// `enable.idempotence`: no duplicates or reordering from producer retries. Default on.
+    public var enableIdempotence = true
+    /// `acks`. Default `.all`, which idempotence requires.
+    public var acks = Acks.all
+    /// `linger.ms`: how long to wait to fill a batch. Default 5 ms: small latency cost, much better batching.
+    public var linger = Duration.milliseconds(5)
+    /// `message.timeout.ms`: a message not acknowledged within this time fails with `_MSG_TIMED_OUT`.
+    public var messageTimeout = Duration.seconds(30)
+    /// `transactional.id`: set to use transactions (exactly-once). Default none.
+    public var transactionalID: String?
+
+    public init(kafka: KafkaConfiguration) {
+        self.kafka = kafka
+    }
+
+    /// All librdkafka properties, the pass-through ones last.
+    var librdkafkaProperties: [String: String] {
+        var result = kafka.baseProperties
+        result["enable.idempotence"] = String(enableIdempotence)
+        result["acks"] = acks.rawValue
+        result["linger.ms"] = String(linger.milliseconds)
+        result["message.timeout.ms"] = String(messageTimeout.milliseconds)
+        if let transactionalID { result["transactional.id"] = transactionalID }
+        result.merge(kafka.properties) { _, passThrough in passThrough }
+        return result
+    }
+}
+
+/// Consumer settings. Defaults suit a pipeline that commits explicitly after its outputs are acknowledged.
+public struct ConsumerConfiguration: Sendable, Equatable {
+    /// Where to start when the group has no committed offset (`auto.offset.reset`).
+    public enum OffsetReset: String, Sendable, Equatable {
+        case earliest, latest, error
+    }
+
+    /// Whether records of open or aborted transactions are delivered (`isolation.level`).
+    public enum IsolationLevel: String, Sendable, Equatable {
+        case readCommitted = "read_committed", readUncommitted = "read_uncommitted"
+    }
+
+    public var kafka: KafkaConfiguration
+    /// `group.id`. Required for `subscribe` and `commit`; without one, `assign` still works (a private
+    /// throw-away group id is used because librdkafka needs one internally, but no group is ever joined).
+    public var groupID: String?
+    /// `auto.offset.reset`. Default `.earliest`: a new group reads everything rather than skipping.
+    public var autoOffsetReset = OffsetReset.earliest
+    /// `isolation.level`. Default `.readCommitted`.
+    public var isolationLevel = IsolationLevel.readCommitted
+    /// `session.timeout.ms`: how long the group waits for a silent member before reassigning its partitions.
+    public var sessionTimeout = Duration.seconds(45)
+    /// `max.poll.interval.ms`: the longest the consumer may go without polling before it leaves the group.
+    public var maxPollInterval = Duration.seconds(300)
+    /// How long the poll thread waits for a `.revoked` event's acknowledgement before giving the partitions
+    /// up anyway. Keep it below `maxPollInterval`.
+    public var revocationTimeout = Duration.seconds(30)
+    /// Events buffered between the poll thread and the `events` sequence. When full, polling waits.
+    public var eventBufferCapacity = 1024
+
+    // enable.auto.commit is always false and partition.assignment.strategy defaults to cooperative-sticky;
+    // both can still be overridden through `kafka.properties`.
+
+    public init(kafka: KafkaConfiguration, groupID: String? = nil) {
+        self.kafka = kafka
+        self.groupID = groupID
+    }
+
+    /// All librdkafka properties, the pass-through ones last.
+    var librdkafkaProperties: [String: String] {
+        var result = kafka.baseProperties
+        if let groupID { result["group.id"] = groupID }
+        result["enable.auto.commit"] = "false"
+        result["enable.auto.offset.store"] = "false"
+        result["auto.offset.reset"] = autoOffsetReset.rawValue
+        result["isolation.level"] = isolationLevel.rawValue
+        result["partition.assignment.strategy"] = "cooperative-sticky"
+        result["session.timeout.ms"] = String(sessionTimeout.milliseconds)
+        result["max.poll.interval.ms"] = String(maxPollInterval.milliseconds)
+        result.merge(kafka.properties) { _, passThrough in passThrough }
+        return result
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded down, clamped to what librdkafka's `int` timeouts accept.
+    var milliseconds: Int {
+        let (seconds, attoseconds) = components
+        let total = seconds.multipliedReportingOverflow(by: 1000)
+        if total.overflow { return Int(Int32.max) }
+        return Int(min(total.partialValue + attoseconds / 1_000_000_000_000_000, Int64(Int32.max)))
+    }
+
+    var timeoutMilliseconds: Int32 { Int32(clamping: max(0, milliseconds)) }
+}
+
+extension String {
+    fileprivate func replacingUnderscores() -> String {
+        String(map { $0 == "_" ? "." : $0 })
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingSpaces() -> String {
+        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    }
+}

@@ -1,0 +1,310 @@
+import CRdKafka
+import Foundation
+import Logging
+import Synchronization
+
+/// Reads records from Kafka, either as a member of a consumer group (`subscribe`) or from explicitly
+/// chosen partitions (`assign`), and reports them with rebalance events through `events`.
+///
+/// A dedicated poll thread calls librdkafka and feeds a bounded buffer; when the buffer is full it stops
+/// polling, which stops fetching. Offsets are only committed explicitly (`commit`), never automatically.
+/// Call `close` to leave the group cleanly; keep reading `events` meanwhile, since closing revokes the
+/// assignment and waits for that `.revoked` event to be acknowledged.
+public final class KafkaConsumer: Sendable {
+    private let client: RdKafkaClient
+    private let logger: Logger
+    private let buffer: EventBuffer
+    private let pollThread: PollThread
+    private let blockingCalls: BlockingCallQueue
+    private let hasGroup: Bool
+
+    /// The consumer's events. Iterate from a single task.
+    public var events: ConsumerEvents { ConsumerEvents(buffer: buffer) }
+
+    /// Creates the consumer and starts its poll thread; nothing is read until `subscribe` or `assign`.
+    /// - Throws: `KafkaError` naming the property when librdkafka rejects a configuration key or value.
+    public init(configuration: ConsumerConfiguration, logger: Logger) throws(KafkaError) {
+        let buffer = EventBuffer(capacity: configuration.eventBufferCapacity)
+        let rebalancer = Rebalancer(buffer: buffer, revocationTimeout: configuration.revocationTimeout, logger: logger)
+        let context = ClientContext(logger: logger, rebalance: { rebalancer.handle($0, $1, $2) })
+        var properties = configuration.librdkafkaProperties
+        if properties["group.id"] == nil {
+            // librdkafka keeps assignments in its group machinery even without a group; a unique id keeps
+            // this consumer from ever sharing state with another. Nothing is joined unless `subscribe` is used.
+            properties["group.id"] = "minirbt-unjoined-\(UUID().uuidString)"
+        }
+        let client = try RdKafkaClient(type: RD_KAFKA_CONSUMER, properties: properties, context: context) { conf in
+            rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback)
+        }
+        // Route logs, errors and rebalances through rd_kafka_consumer_poll, i.e. through the poll thread.
+        rd_kafka_poll_set_consumer(client.handle)
+
+        self.client = client
+        self.logger = logger
+        self.buffer = buffer
+        self.hasGroup = configuration.groupID != nil || configuration.kafka.properties["group.id"] != nil
+        self.blockingCalls = BlockingCallQueue(label: "kafka.consumer.calls.\(client.name)")
+        pollThread = PollThread(name: "kafka.consumer.poll") { shouldStop in
+            Self.pollLoop(client: client, buffer: buffer, logger: logger, shouldStop: shouldStop)
+        }
+    }
+
+    deinit {
+        pollThread.requestStop()
+        buffer.stopBlocking()
+    }
+
+    private static func pollLoop(client: RdKafkaClient, buffer: EventBuffer, logger: Logger,
+                                 shouldStop: () -> Bool) {
+        var failure: KafkaError?
+        while !shouldStop() {
+            if let fatal = client.context.fatalError {
+                failure = fatal
+                break
+            }
+            guard let message = rd_kafka_consumer_poll(client.handle, 100) else { continue }
+            defer { rd_kafka_message_destroy(message) }
+            let code = message.pointee.err
+            if code == RD_KAFKA_RESP_ERR_NO_ERROR {
+                buffer.push(.message(ConsumerRecord(message: message)))
+            } else if code != RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                // Consumer errors are informational (librdkafka keeps retrying); fatal ones arrive via the
+                // error callback and end the loop above.
+                let detail = rd_kafka_message_errstr(message).map { String(cString: $0) }
+                logger.warning("\(KafkaError(code: code, operation: "consuming", detail: detail))")
+            }
+        }
+        // Closing revokes the assignment through the rebalance callback (on this thread): the reader gets a
+        // `.revoked` event and can commit before the group moves the partitions.
+        buffer.stopBlocking()
+        let closeResult = rd_kafka_consumer_close(client.handle)
+        if closeResult != RD_KAFKA_RESP_ERR_NO_ERROR {
+            logger.warning("\(KafkaError(code: closeResult, operation: "closing the consumer"))")
+        }
+        buffer.finish(error: failure)
+    }
+
+    /// Joins the group and consumes `topics`. A name starting with `^` is a regular expression matched
+    /// against all topics (librdkafka syntax), e.g. `^events\\..*`.
+    public func subscribe(topics: [String]) async throws(KafkaError) {
+        guard hasGroup else {
+            throw KafkaError.client("subscribe needs ConsumerConfiguration.groupID",
+                                    operation: "subscribing to \(topics)", code: RD_KAFKA_RESP_ERR__INVALID_ARG)
+        }
+        let client = client
+        try await blockingCalls.run { () throws(KafkaError) in
+            try TopicPartitionList.with(topics.map { (TopicPartition(topic: $0, partition: Int32(RD_KAFKA_PARTITION_UA)), nil) }) { list throws(KafkaError) in
+                let result = rd_kafka_subscribe(client.handle, list)
+                if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    throw KafkaError(code: result, operation: "subscribing to \(topics)")
+                }
+            }
+        }
+    }
+
+    /// Replaces the assignment with exactly these partitions, without a group rebalance. No `.assigned`
+    /// event is emitted: the caller knows what it asked for.
+    public func assign(_ partitions: [TopicPartition: KafkaOffset]) async throws(KafkaError) {
+        let entries = partitions.sorted { $0.key < $1.key }.map { ($0.key, Optional($0.value.rawValue)) }
+        let client = client
+        try await blockingCalls.run { () throws(KafkaError) in
+            try TopicPartitionList.with(entries) { list throws(KafkaError) in
+                let result = rd_kafka_assign(client.handle, list)
+                if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    throw KafkaError(code: result, operation: "assigning \(partitions.keys.sorted())")
+                }
+            }
+        }
+    }
+
+    /// Commits `offsets` synchronously. Each value is the NEXT offset to read (last processed + 1).
+    public func commit(_ offsets: [TopicPartition: Int64]) async throws(KafkaError) {
+        guard !offsets.isEmpty else { return }
+        let entries = offsets.sorted { $0.key < $1.key }.map { ($0.key, Optional($0.value)) }
+        let client = client
+        try await blockingCalls.run { () throws(KafkaError) in
+            try TopicPartitionList.with(entries) { list throws(KafkaError) in
+                let result = rd_kafka_commit(client.handle, list, 0)
+                if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    throw KafkaError(code: result, operation: "committing offsets")
+                }
+                if let partitionError = TopicPartitionList.firstError(in: list, operation: "committing offsets") {
+                    throw partitionError
+                }
+            }
+        }
+    }
+
+    /// The group's committed offsets (next offset to read) for `partitions`; `nil` where none is committed.
+    public func committed(_ partitions: [TopicPartition], timeout: Duration = .seconds(10))
+        async throws(KafkaError) -> [TopicPartition: Int64?] {
+        let client = client
+        return try await blockingCalls.run { () throws(KafkaError) in
+            try TopicPartitionList.with(partitions.map { ($0, nil) }) { list throws(KafkaError) in
+                let result = rd_kafka_committed(client.handle, list, timeout.timeoutMilliseconds)
+                if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    throw KafkaError(code: result, operation: "reading committed offsets")
+                }
+                return offsetsByPartition(TopicPartitionList.entries(of: list))
+            }
+        }
+    }
+
+    /// Stops fetching `partitions` until `resume`; the assignment (and group membership) is kept, which is
+    /// how a pipeline applies back-pressure without triggering a rebalance.
+    public func pause(_ partitions: [TopicPartition]) throws(KafkaError) {
+        try TopicPartitionList.with(partitions.map { ($0, nil) }) { list throws(KafkaError) in
+            let result = rd_kafka_pause_partitions(client.handle, list)
+            if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError(code: result, operation: "pausing \(partitions)")
+            }
+            if let error = TopicPartitionList.firstError(in: list, operation: "pausing") { throw error }
+        }
+    }
+
+    /// Resumes fetching paused `partitions` from where they stopped.
+    public func resume(_ partitions: [TopicPartition]) throws(KafkaError) {
+        try TopicPartitionList.with(partitions.map { ($0, nil) }) { list throws(KafkaError) in
+            let result = rd_kafka_resume_partitions(client.handle, list)
+            if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError(code: result, operation: "resuming \(partitions)")
+            }
+            if let error = TopicPartitionList.firstError(in: list, operation: "resuming") { throw error }
+        }
+    }
+
+    /// The offset of the next record the consumer will fetch, per partition; `nil` before the first fetch.
+    public func position(_ partitions: [TopicPartition]) throws(KafkaError) -> [TopicPartition: Int64?] {
+        try TopicPartitionList.with(partitions.map { ($0, nil) }) { list throws(KafkaError) in
+            let result = rd_kafka_position(client.handle, list)
+            if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError(code: result, operation: "reading positions")
+            }
+            return offsetsByPartition(TopicPartitionList.entries(of: list))
+        }
+    }
+
+    /// Asks the partition leader for the low and high watermarks.
+    public func watermarks(_ partition: TopicPartition, timeout: Duration = .seconds(10))
+        async throws(KafkaError) -> WatermarkOffsets {
+        let client = client
+        return try await blockingCalls.run { () throws(KafkaError) in
+            try queryWatermarks(client.handle, partition, timeout: timeout)
+        }
+    }
+
+    /// The group's identity for `KafkaProducer.sendOffsetsToTransaction`.
+    public func groupMetadata() throws(KafkaError) -> ConsumerGroupMetadata {
+        guard let pointer = rd_kafka_consumer_group_metadata(client.handle) else {
+            throw KafkaError.client("the consumer has no group metadata", operation: "reading group metadata")
+        }
+        return ConsumerGroupMetadata(pointer: pointer)
+    }
+
+    /// Leaves the group and stops the poll thread. Outstanding partitions are revoked first (the `.revoked`
+    /// event waits for its acknowledgement up to `revocationTimeout`), then `events` ends. Idempotent.
+    public func close() async {
+        pollThread.requestStop()
+        buffer.stopBlocking()
+        await pollThread.join()
+    }
+}
+
+/// A consumer group's identity (group id, generation, member id), captured for transactional offset commits.
+public final class ConsumerGroupMetadata: @unchecked Sendable {
+    // @unchecked: immutable once created; librdkafka only reads it.
+    let pointer: OpaquePointer
+
+    init(pointer: OpaquePointer) {
+        self.pointer = pointer
+    }
+
+    deinit {
+        rd_kafka_consumer_group_metadata_destroy(pointer)
+    }
+}
+
+/// Applies librdkafka's rebalance decisions on the poll thread and reports them as events.
+private final class Rebalancer: Sendable {
+    let buffer: EventBuffer
+    let revocationTimeout: Duration
+    let logger: Logger
+
+    init(buffer: EventBuffer, revocationTimeout: Duration, logger: Logger) {
+        self.buffer = buffer
+        self.revocationTimeout = revocationTimeout
+        self.logger = logger
+    }
+
+    func handle(_ handle: OpaquePointer, _ code: rd_kafka_resp_err_t,
+                _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
+        let partitions = TopicPartitionList.entries(of: list).map(\.topicPartition)
+        let cooperative = rd_kafka_rebalance_protocol(handle).map { String(cString: $0) } == "COOPERATIVE"
+        switch code {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            logger.info("partitions assigned: \(partitions)")
+            if cooperative {
+                report(rd_kafka_incremental_assign(handle, list), "assigning \(partitions)")
+            } else {
+                report(rd_kafka_assign(handle, list), "assigning \(partitions)")
+            }
+            buffer.push(.assigned(partitions))
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            if rd_kafka_assignment_lost(handle) != 0 {
+                logger.warning("partitions lost: \(partitions)")
+                buffer.push(.lost(partitions))
+            } else {
+                logger.info("partitions revoked: \(partitions); waiting for the reader to finish them")
+                let acknowledgement = RevocationAcknowledgement()
+                buffer.push(.revoked(partitions, acknowledgement))
+                if !acknowledgement.wait(timeout: revocationTimeout) {
+                    logger.warning("revocation of \(partitions) not acknowledged within \(revocationTimeout); giving them up")
+                }
+            }
+            if cooperative {
+                report(rd_kafka_incremental_unassign(handle, list), "unassigning \(partitions)")
+            } else {
+                report(rd_kafka_assign(handle, nil), "unassigning \(partitions)")
+            }
+        default:
+            logger.error("\(KafkaError(code: code, operation: "rebalancing")); dropping the assignment")
+            report(rd_kafka_assign(handle, nil), "dropping the assignment")
+        }
+    }
+
+    private func report(_ error: OpaquePointer?, _ operation: String) {
+        if let error { logger.error("\(KafkaError(consuming: error, operation: operation))") }
+    }
+
+    private func report(_ code: rd_kafka_resp_err_t, _ operation: String) {
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR { logger.error("\(KafkaError(code: code, operation: operation))") }
+    }
+}
+
+private let rebalanceCallback: @convention(c) (OpaquePointer?, rd_kafka_resp_err_t,
+                                               UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?,
+                                               UnsafeMutableRawPointer?) -> Void = { handle, code, list, opaque in
+    guard let handle, let opaque else { return }
+    Unmanaged<ClientContext>.fromOpaque(opaque).takeUnretainedValue().rebalance?(handle, code, list)
+}
+
+private func offsetsByPartition(_ entries: [TopicPartitionList.Entry]) -> [TopicPartition: Int64?] {
+    var result: [TopicPartition: Int64?] = [:]
+    for entry in entries {
+        result[entry.topicPartition] = entry.offset >= 0 ? entry.offset : nil
+    }
+    return result
+}
+
+/// Blocking watermark query; call from a blocking-call queue.
+func queryWatermarks(_ handle: OpaquePointer, _ partition: TopicPartition,
+                     timeout: Duration) throws(KafkaError) -> WatermarkOffsets {
+    var low: Int64 = 0
+    var high: Int64 = 0
+    let result = rd_kafka_query_watermark_offsets(handle, partition.topic, partition.partition, &low, &high,
+                                                  timeout.timeoutMilliseconds)
+    guard result == RD_KAFKA_RESP_ERR_NO_ERROR else {
+        throw KafkaError(code: result, operation: "querying watermarks of \(partition)")
+    }
+    return WatermarkOffsets(low: low, high: high)
+}

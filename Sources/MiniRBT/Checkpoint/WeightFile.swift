@@ -1,0 +1,55 @@
+import Foundation
+
+/// Entry point for reading a weight file whose format is not known in advance.
+public enum WeightFile {
+    /// Reads all floating-point tensors of a weight file, widened to float32.
+    ///
+    /// The format is chosen by content: a zip archive or a pickle is a `torch.save` checkpoint
+    /// (`pytorch_model.bin`), a length-prefixed JSON header is safetensors. When the content is
+    /// ambiguous (typically because it is damaged) the extension decides, so the error comes from the
+    /// reader of the format the file claims to be.
+    public static func load(_ url: URL) throws -> [String: Tensor] {
+        let data = try contents(of: url)
+        let fileName = url.lastPathComponent
+        switch Format(sniffing: data) ?? Format(pathExtension: url.pathExtension) {
+        case .safeTensors?:
+            return try SafeTensors.decode(data, fileName: fileName)
+        case .torch?:
+            return try PyTorchCheckpoint.decode(data, fileName: fileName)
+        case nil:
+            throw WeightFileError.unrecognizedFormat(file: fileName, leadingBytes: Array(data.prefix(8)))
+        }
+    }
+
+    private enum Format {
+        case safeTensors, torch
+
+        init?(sniffing data: Data) {
+            let bytes = Array(data.prefix(9))
+            if bytes.starts(with: ZipArchive.localHeaderMagic) || bytes.starts(with: [PickleMachine.protoOpcode]) {
+                self = .torch
+            } else if bytes.count == 9, bytes[8] == UInt8(ascii: "{") {
+                self = .safeTensors
+            } else {
+                return nil
+            }
+        }
+
+        init?(pathExtension: String) {
+            switch pathExtension.lowercased() {
+            case "safetensors": self = .safeTensors
+            case "bin", "pt", "pth": self = .torch
+            default: return nil
+            }
+        }
+    }
+
+    /// The whole file, memory-mapped so multi-hundred-megabyte checkpoints are not copied before parsing.
+    static func contents(of url: URL) throws -> Data {
+        do {
+            return try Data(contentsOf: url, options: .alwaysMapped)
+        } catch {
+            throw WeightFileError.unreadable(file: url.lastPathComponent, reason: error.localizedDescription)
+        }
+    }
+}

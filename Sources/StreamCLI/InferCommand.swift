@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import MiniRBT
+import StreamPipeline
+
+struct InferCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "infer",
+        abstract: "Run a model over JSON Lines events offline and print the results the service would publish.",
+        discussion: """
+            Reads one {"id", "text"[, "text_pair"]} object per line. Writes one result per line: for a
+            classifier {"id", "label", "score", "scores", "model", "truncated"} (plus "logits" with
+            --logits), the same object `minirbt-stream run` publishes. A line that cannot be read gets
+            {"line", "id", "error": {"code", "message"}} and the run goes on.
+
+            Example:
+              minirbt-stream infer --model ../shared/models/minirbt-h256-chnsenticorp/v2 \\
+                --input ../shared/data/chnsenticorp/dev.jsonl
+            """)
+
+    @Option(help: "An HF checkpoint directory: config.json, vocab.txt, model.safetensors or pytorch_model.bin.")
+    var model: String
+
+    @Option(help: "Maximum sequence length in tokens; longer texts are truncated and flagged.")
+    var maxLength: Int = 128
+
+    @Option(help: "Events per forward pass.")
+    var batch: Int = 32
+
+    @Option(help: "oneDNN threads for the forward passes.")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(help: "Include the raw logits in every result.")
+    var logits = false
+
+    @Option(help: "Pooling for sentence-embedding models: cls or mean.")
+    var pooling: Pooling = .cls
+
+    @Option(help: "JSON Lines input file ('-' for standard input).")
+    var input: String = "-"
+
+    @Option(help: "JSON Lines output file ('-' for standard output).")
+    var output: String = "-"
+
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+        guard maxLength >= 2 else { throw ValidationError("--max-length must be at least 2, got \(maxLength)") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    func run() throws {
+        let loaded = try LoadedModel.load(directory: URL(fileURLWithPath: model))
+        let limit = loaded.model.config.maxPositions
+        guard maxLength <= limit else {
+            throw ValidationError("--max-length \(maxLength) exceeds the model's max_position_embeddings (\(limit))")
+        }
+        let predictor = Predictor(threads: threads, maxLength: maxLength, includeLogits: logits, pooling: pooling)
+        let writer = try LineWriter(path: output)
+        let format = EventFormat(kind: .json)
+
+        var pending: [(line: Int, event: TextEvent)] = []
+        func flush() throws {
+            let predictions = try predictor.predict(pending.map(\.event), with: loaded)
+            for ((line, event), prediction) in zip(pending, predictions) {
+                try writer.write(EnrichedResult(id: event.id ?? "line-\(line)", model: loaded.identity,
+                                                prediction: prediction))
+            }
+            pending.removeAll(keepingCapacity: true)
+        }
+
+        var number = 0
+        for line in try LineReader(path: input) {
+            number += 1
+            if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) { continue }
+            switch format.decode(line) {
+            case .success(let event):
+                pending.append((number, event))
+                if pending.count == batch { try flush() }
+            case .failure(let error):
+                // Earlier good lines go out first, so the output keeps the input's order.
+                try flush()
+                try writer.write(LineError(id: nil, line: number,
+                                           error: .init(code: error.code.rawValue, message: error.message)))
+            }
+        }
+        try flush()
+        writer.flush()
+    }
+}
+
+extension Pooling: ExpressibleByArgument {}

@@ -1,0 +1,108 @@
+import Foundation
+
+/// Reads a file or standard input line by line as raw bytes, so invalid UTF-8 reaches the decoder (and its
+/// error message) instead of failing the whole read.
+struct LineReader: Sequence, IteratorProtocol {
+    private let handle: FileHandle
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var exhausted = false
+
+    init(path: String?) throws {
+        if let path, path != "-" {
+            guard let handle = FileHandle(forReadingAtPath: path) else {
+                throw CLIError.unreadableInput(path)
+            }
+            self.handle = handle
+        } else {
+            self.handle = .standardInput
+        }
+    }
+
+    mutating func next() -> [UInt8]? {
+        while true {
+            if let newline = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                var line = Array(buffer[start..<newline])
+                start = newline + 1
+                if line.last == UInt8(ascii: "\r") { line.removeLast() }
+                return line
+            }
+            if exhausted {
+                guard start < buffer.count else { return nil }
+                let line = Array(buffer[start...])
+                start = buffer.count
+                return line
+            }
+            buffer.removeFirst(start)
+            start = 0
+            let chunk = handle.readData(ofLength: 1 << 20)
+            if chunk.isEmpty { exhausted = true } else { buffer.append(contentsOf: chunk) }
+        }
+    }
+}
+
+/// Writes JSON Lines to a file or standard output, buffered.
+final class LineWriter {
+    private let handle: FileHandle
+    private var buffer = Data()
+
+    init(path: String?) throws {
+        if let path, path != "-" {
+            guard FileManager.default.createFile(atPath: path, contents: nil),
+                  let handle = FileHandle(forWritingAtPath: path) else {
+                throw CLIError.unwritableOutput(path)
+            }
+            self.handle = handle
+        } else {
+            self.handle = .standardOutput
+        }
+    }
+
+    func write(_ value: some Encodable) throws {
+        buffer.append(try JSONEncoder.lines.encode(value))
+        buffer.append(UInt8(ascii: "\n"))
+        if buffer.count > 1 << 16 { flush() }
+    }
+
+    func flush() {
+        guard !buffer.isEmpty else { return }
+        handle.write(buffer)
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    deinit { flush() }
+}
+
+/// The per-line error object of the offline commands: the run goes on after it.
+struct LineError: Encodable {
+    struct Reason: Encodable {
+        var code: String
+        var message: String
+    }
+
+    var id: String?
+    var line: Int
+    var error: Reason
+}
+
+extension JSONEncoder {
+    static let lines: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+}
+
+enum CLIError: Error, CustomStringConvertible {
+    case unreadableInput(String)
+    case unwritableOutput(String)
+    case invalidOption(String)
+
+    var description: String {
+        switch self {
+        case .unreadableInput(let path): return "cannot read input file '\(path)'"
+        case .unwritableOutput(let path): return "cannot create output file '\(path)'"
+        case .invalidOption(let message): return message
+        }
+    }
+}

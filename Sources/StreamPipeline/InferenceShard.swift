@@ -1,0 +1,180 @@
+import Foundation
+import Kafka
+import Logging
+import MiniRBT
+
+/// A consumed record waiting for its shard.
+struct WorkItem: Sendable {
+    let record: ConsumerRecord
+    let receivedAt: ContinuousClock.Instant
+}
+
+/// What a shard made of one record, in the record's partition order.
+struct ShardOutput: Sendable {
+    enum Outcome: Sendable {
+        case result(EnrichedResult)
+        case deadLetter(DeadLetter)
+    }
+
+    let record: ConsumerRecord
+    let outcome: Outcome
+    /// The candidate's result in shadow mode, published to the shadow topic only.
+    let shadow: EnrichedResult?
+}
+
+/// Settings every shard shares.
+public struct ShardSettings: Sendable {
+    /// Most events in one forward pass.
+    public var maxBatch = 32
+    /// Longest a batch waits to fill once its first event arrived.
+    public var maxWait = Duration.milliseconds(10)
+    /// Tokens per sequence, `[CLS]`/`[SEP]` included; longer texts are truncated and flagged.
+    public var maxLength = 128
+    /// oneDNN threads per shard.
+    public var threads = 1
+    /// Queued events at which the shard's partitions are paused at the consumer.
+    public var queueCapacity = 256
+    /// Copy the input text into every result.
+    public var echoText = false
+    /// Include raw logits in results.
+    public var includeLogits = false
+    public var format = EventFormat()
+
+    public init() {}
+}
+
+/// An inference worker: one thread with its own scratch buffers over the shared model. Every partition is
+/// pinned to one shard, and a shard handles its queue in order, so a partition's results come out in input
+/// order.
+final class InferenceShard: Sendable {
+    let index: Int
+    let queue: WorkQueue<WorkItem>
+    /// Batches of outputs, in input order, for the shard's publisher.
+    let outputs: AsyncStream<[ShardOutput]>
+    private let continuation: AsyncStream<[ShardOutput]>.Continuation
+    private let settings: ShardSettings
+    private let deployment: ModelDeployment
+    private let metrics: PipelineMetrics
+    private let logger: Logger
+    /// Called on the shard's thread when its queue falls to half its capacity, to resume paused partitions.
+    private let onDrained: @Sendable (Int) -> Void
+
+    init(index: Int, settings: ShardSettings, deployment: ModelDeployment, metrics: PipelineMetrics,
+         logger: Logger, onDrained: @escaping @Sendable (Int) -> Void) {
+        self.index = index
+        self.settings = settings
+        self.deployment = deployment
+        self.metrics = metrics
+        self.logger = logger
+        self.onDrained = onDrained
+        queue = WorkQueue(capacity: settings.queueCapacity)
+        (outputs, continuation) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
+    }
+
+    /// Starts the shard's thread. Inference is long, blocking CPU work: it must not run on Swift's
+    /// cooperative pool.
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "minirbt-shard-\(index)"
+        thread.start()
+    }
+
+    private func run() {
+        let predictor = Predictor(threads: settings.threads, maxLength: settings.maxLength,
+                                  includeLogits: settings.includeLogits)
+        while let batch = queue.nextBatch(maxItems: settings.maxBatch, maxWait: settings.maxWait) {
+            continuation.yield(process(batch, predictor: predictor))
+            metrics.shardQueueDepth(index, queue.depth)
+            if queue.depth <= queue.capacity / 2 { onDrained(index) }
+        }
+        continuation.finish()
+    }
+
+    /// One micro-batch: decode, pick the model once, predict, and lay the outputs out in input order.
+    private func process(_ batch: [WorkItem], predictor: Predictor) -> [ShardOutput] {
+        let selection = deployment.current
+        let decoded = batch.map { settings.format.decode($0.record.value ?? []) }
+        var outcomes = [ShardOutput.Outcome?](repeating: nil, count: batch.count)
+        var shadows = [EnrichedResult?](repeating: nil, count: batch.count)
+
+        for (index, result) in decoded.enumerated() {
+            if case .failure(let error) = result {
+                outcomes[index] = .deadLetter(deadLetter(batch[index].record, code: error.code.rawValue,
+                                                         message: error.message))
+            }
+        }
+        // Canary splits the batch by key; each part runs on its own model.
+        var byModel: [ObjectIdentifier: (model: LoadedModel, indices: [Int])] = [:]
+        for (index, result) in decoded.enumerated() {
+            guard case .success = result else { continue }
+            let model = selection.model(forKey: batch[index].record.key)
+            byModel[ObjectIdentifier(model), default: (model, [])].indices.append(index)
+        }
+        let started = ContinuousClock.now
+        for (model, indices) in byModel.values {
+            run(model, on: indices, of: batch, decoded: decoded, predictor: predictor) { index, result in
+                outcomes[index] = result
+            }
+        }
+        if let shadow = selection.shadow {
+            let indices = decoded.indices.filter { if case .success = decoded[$0] { true } else { false } }
+            run(shadow, on: indices, of: batch, decoded: decoded, predictor: predictor) { index, result in
+                if case .result(let value) = result { shadows[index] = value }
+            }
+        }
+        metrics.batch(size: batch.count, inference: ContinuousClock.now - started)
+
+        return batch.indices.map { index in
+            ShardOutput(record: batch[index].record,
+                        outcome: outcomes[index] ?? .deadLetter(deadLetter(batch[index].record, code: "internal",
+                                                                           message: "no result was produced")),
+                        shadow: shadows[index])
+        }
+    }
+
+    private func run(_ model: LoadedModel, on indices: [Int], of batch: [WorkItem],
+                     decoded: [Result<TextEvent, EventDecodingError>], predictor: Predictor,
+                     store: (Int, ShardOutput.Outcome) -> Void) {
+        let events = indices.compactMap { try? decoded[$0].get() }
+        do {
+            let predictions = try predictor.predict(events, with: model)
+            let now = ContinuousClock.now
+            for ((index, event), prediction) in zip(zip(indices, events), predictions) {
+                let item = batch[index]
+                let record = item.record
+                let source = SourceCoordinates(topic: record.topic, partition: record.partition,
+                                               offset: record.offset, timestamp: record.timestampMilliseconds)
+                let latency = (now - item.receivedAt).seconds * 1000
+                store(index, .result(EnrichedResult(id: event.id ?? source.eventID, source: source,
+                                                    model: model.identity, prediction: prediction,
+                                                    text: settings.echoText ? event.text : nil,
+                                                    latencyMs: (latency * 1000).rounded() / 1000)))
+            }
+        } catch {
+            // A failed forward pass must not take the service down: its events are dead-lettered.
+            logger.error("inference failed", metadata: ["shard": "\(index)", "model": "\(model.identity.version)",
+                                                        "error": "\(error)"])
+            for index in indices {
+                store(index, .deadLetter(deadLetter(batch[index].record, code: "inference_failed",
+                                                    message: "\(error)")))
+            }
+        }
+    }
+
+    private func deadLetter(_ record: ConsumerRecord, code: String, message: String) -> DeadLetter {
+        DeadLetter(code: code, message: message,
+                   source: SourceCoordinates(topic: record.topic, partition: record.partition,
+                                             offset: record.offset, timestamp: record.timestampMilliseconds),
+                   originalValue: record.value ?? [])
+    }
+
+    /// Finishes what is queued, then ends `outputs`.
+    func stop() {
+        queue.close()
+    }
+
+    /// Forgets queued records of partitions this replica no longer owns.
+    func drop(_ partitions: Set<TopicPartition>) {
+        queue.removeAll { partitions.contains($0.record.topicPartition) }
+    }
+}

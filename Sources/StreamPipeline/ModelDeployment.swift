@@ -1,0 +1,68 @@
+import Synchronization
+
+/// How events are split between the serving model and a candidate during a rollout.
+public enum RolloutMode: Sendable, Equatable {
+    /// Only the primary model answers.
+    case single
+    /// A stable hash of the record key sends `percent` of keys to the candidate.
+    case canary(percent: Int)
+    /// The primary answers; the candidate also runs on every event and its results go to the shadow topic.
+    case shadow
+}
+
+/// The models a batch runs with, taken once per batch so a swap never splits a batch.
+public struct ModelSelection: Sendable {
+    public var primary: LoadedModel
+    public var candidate: LoadedModel?
+    public var mode: RolloutMode
+
+    /// The model that answers an event with this key in canary mode, else the primary.
+    public func model(forKey key: [UInt8]?) -> LoadedModel {
+        guard case .canary(let percent) = mode, let candidate else { return primary }
+        return CanaryBucket.of(key) < percent ? candidate : primary
+    }
+
+    /// The model whose results are published to the shadow topic, if any.
+    public var shadow: LoadedModel? {
+        guard case .shadow = mode else { return nil }
+        return candidate
+    }
+}
+
+/// Key → bucket in 0..<100, stable across replicas and restarts (FNV-1a, not Swift's seeded hasher).
+public enum CanaryBucket {
+    public static func of(_ key: [UInt8]?) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in key ?? [] {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        return Int(hash % 100)
+    }
+}
+
+/// The current model handle(s) behind one lock. Shards take a ``ModelSelection`` once per batch; a swap
+/// replaces the reference, batches already running finish on the models they took, and an old model is
+/// freed when the last batch using it ends (reference counting does the rest).
+public final class ModelDeployment: Sendable {
+    private let state: Mutex<ModelSelection>
+
+    public init(primary: LoadedModel) {
+        state = Mutex(ModelSelection(primary: primary, candidate: nil, mode: .single))
+    }
+
+    public var current: ModelSelection { state.withLock { $0 } }
+
+    /// Makes `model` the only serving model.
+    public func activate(_ model: LoadedModel) {
+        state.withLock { $0 = ModelSelection(primary: model, candidate: nil, mode: .single) }
+    }
+
+    /// Serves `candidate` beside the primary, in canary or shadow mode.
+    public func trial(_ candidate: LoadedModel, mode: RolloutMode) {
+        state.withLock {
+            $0.candidate = candidate
+            $0.mode = mode
+        }
+    }
+}

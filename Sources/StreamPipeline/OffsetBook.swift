@@ -1,0 +1,105 @@
+import Kafka
+import Synchronization
+
+/// Every assigned partition's ``OffsetTracker``, shared by the consumer loop (registration), the producer's
+/// delivery callbacks (acknowledgement) and the committer.
+final class OffsetBook: Sendable {
+    private struct State {
+        var trackers: [TopicPartition: OffsetTracker] = [:]
+        /// Revocations waiting for a partition's in-flight events to be acknowledged.
+        var drainWaiters: [(partitions: Set<TopicPartition>, continuation: CheckedContinuation<Void, Never>)] = []
+    }
+
+    private let state = Mutex(State())
+
+    func register(_ partition: TopicPartition, offset: Int64) {
+        state.withLock { $0.trackers[partition, default: OffsetTracker()].register(offset) }
+    }
+
+    func acknowledge(_ partition: TopicPartition, offset: Int64) {
+        let ready: [CheckedContinuation<Void, Never>] = state.withLock { state in
+            state.trackers[partition]?.acknowledge(offset)
+            return Self.takeDrained(&state)
+        }
+        ready.forEach { $0.resume() }
+    }
+
+    /// Offsets that moved since the last commit, for the given partitions (all when nil).
+    func pendingCommits(for partitions: Set<TopicPartition>? = nil) -> [TopicPartition: Int64] {
+        state.withLock { state in
+            var offsets: [TopicPartition: Int64] = [:]
+            for (partition, tracker) in state.trackers where partitions?.contains(partition) ?? true {
+                if let offset = tracker.nextCommit { offsets[partition] = offset }
+            }
+            return offsets
+        }
+    }
+
+    func markCommitted(_ offsets: [TopicPartition: Int64]) {
+        state.withLock { state in
+            for (partition, offset) in offsets { state.trackers[partition]?.markCommitted(offset) }
+        }
+    }
+
+    func inFlight(_ partition: TopicPartition) -> Int {
+        state.withLock { $0.trackers[partition]?.inFlight ?? 0 }
+    }
+
+    /// Waits until every event of `partitions` consumed so far has its output acknowledged, or `timeout`.
+    /// - Returns: false on timeout.
+    func waitUntilDrained(_ partitions: Set<TopicPartition>, timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let drainedNow = self.state.withLock { state in
+                        if Self.isDrained(partitions, in: state) { return true }
+                        state.drainWaiters.append((partitions, continuation))
+                        return false
+                    }
+                    if drainedNow { continuation.resume() }
+                }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let drained = await group.next() ?? false
+            if !drained {
+                // Release the waiter so the first child can finish.
+                let stale = self.state.withLock { state in
+                    let waiting = state.drainWaiters.filter { $0.partitions == partitions }.map(\.continuation)
+                    state.drainWaiters.removeAll { $0.partitions == partitions }
+                    return waiting
+                }
+                stale.forEach { $0.resume() }
+            }
+            group.cancelAll()
+            return drained
+        }
+    }
+
+    /// Stops tracking partitions that were revoked (after their final commit) or lost.
+    func remove(_ partitions: Set<TopicPartition>) {
+        let ready = state.withLock { state in
+            for partition in partitions { state.trackers[partition] = nil }
+            return Self.takeDrained(&state)
+        }
+        ready.forEach { $0.resume() }
+    }
+
+    private static func isDrained(_ partitions: Set<TopicPartition>, in state: State) -> Bool {
+        partitions.allSatisfy { (state.trackers[$0]?.inFlight ?? 0) == 0 }
+    }
+
+    private static func takeDrained(_ state: inout State) -> [CheckedContinuation<Void, Never>] {
+        guard !state.drainWaiters.isEmpty else { return [] }
+        var ready: [CheckedContinuation<Void, Never>] = []
+        var waiting: [(partitions: Set<TopicPartition>, continuation: CheckedContinuation<Void, Never>)] = []
+        for waiter in state.drainWaiters {
+            if isDrained(waiter.partitions, in: state) { ready.append(waiter.continuation) } else { waiting.append(waiter) }
+        }
+        state.drainWaiters = waiting
+        return ready
+    }
+}

@@ -1,0 +1,67 @@
+import CoreMetrics
+import Synchronization
+
+/// The service's metrics, through swift-metrics (the run command bootstraps a Prometheus backend).
+/// Counters the service itself reads back (for logs and status heartbeats) are also kept here.
+public final class PipelineMetrics: Sendable {
+    private let consumedCounter = Counter(label: "minirbt_events_consumed_total")
+    private let producedCounter = Counter(label: "minirbt_results_produced_total")
+    private let batchSize = Recorder(label: "minirbt_batch_size", aggregate: true)
+    private let inferenceTimer = Timer(label: "minirbt_inference_seconds", preferredDisplayUnit: .seconds)
+    private let endToEndTimer = Timer(label: "minirbt_end_to_end_seconds", preferredDisplayUnit: .seconds)
+    private let totals = Mutex(Totals())
+
+    /// Running totals since start.
+    public struct Totals: Sendable {
+        public var consumed = 0
+        public var produced = 0
+        public var deadLettered = 0
+    }
+
+    public init() {}
+
+    public var snapshot: Totals { totals.withLock { $0 } }
+
+    func consumed() {
+        consumedCounter.increment()
+        totals.withLock { $0.consumed += 1 }
+    }
+
+    func produced(endToEnd: Duration?) {
+        producedCounter.increment()
+        if let endToEnd { endToEndTimer.recordNanoseconds(endToEnd.nanoseconds) }
+        totals.withLock { $0.produced += 1 }
+    }
+
+    func deadLettered(code: String) {
+        Counter(label: "minirbt_dead_letters_total", dimensions: [("code", code)]).increment()
+        totals.withLock { $0.deadLettered += 1 }
+    }
+
+    func batch(size: Int, inference: Duration) {
+        batchSize.record(size)
+        inferenceTimer.recordNanoseconds(inference.nanoseconds)
+    }
+
+    func shardQueueDepth(_ shard: Int, _ depth: Int) {
+        Gauge(label: "minirbt_shard_queue_depth", dimensions: [("shard", "\(shard)")]).record(depth)
+    }
+
+    func lag(topic: String, partition: Int32, _ lag: Int64) {
+        Gauge(label: "minirbt_consumer_lag", dimensions: [("topic", topic), ("partition", "\(partition)")]).record(lag)
+    }
+
+    /// `minirbt_model_info{name, version, role} 1` for the serving model(s), 0 for the ones replaced.
+    func model(_ identity: ModelIdentity, role: String, active: Bool) {
+        Gauge(label: "minirbt_model_info",
+              dimensions: [("name", identity.name), ("version", identity.version), ("role", role)])
+            .record(active ? 1 : 0)
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

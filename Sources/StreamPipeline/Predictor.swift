@@ -1,0 +1,108 @@
+import Foundation
+import MiniRBT
+
+/// What the model said about one event: the task-specific fields of an ``EnrichedResult``.
+public struct Prediction: Sendable, Equatable {
+    public var label: String?
+    public var score: Float?
+    public var scores: [String: Float]?
+    public var logits: [Float]?
+    public var entities: [Entity]?
+    public var embedding: [Float]?
+    public var truncated: Bool
+}
+
+/// Runs batches of events through a model. One per shard (or per `infer` run): it owns the scratch
+/// buffers of an ``InferenceSession`` and must stay on one thread at a time.
+public final class Predictor {
+    /// oneDNN threads for this predictor's forward passes.
+    public let threads: Int
+    public let maxLength: Int
+    public let includeLogits: Bool
+    /// How sentence embeddings are pooled when the model is a bare encoder.
+    public let pooling: Pooling
+    private var session: InferenceSession?
+
+    public init(threads: Int = 1, maxLength: Int = 128, includeLogits: Bool = false, pooling: Pooling = .cls) {
+        self.threads = max(1, threads)
+        self.maxLength = maxLength
+        self.includeLogits = includeLogits
+        self.pooling = pooling
+    }
+
+    /// Predicts every event with `model`. The batch is padded to its longest text only, so callers that
+    /// want short texts to stay cheap pass length-sorted batches.
+    public func predict(_ events: [TextEvent], with model: LoadedModel) throws -> [Prediction] {
+        guard !events.isEmpty else { return [] }
+        let encodings = events.map { model.tokenizer.encode($0.text, pair: $0.textPair, maxLength: maxLength) }
+        let inputs = encodings.map { ModelInput(inputIDs: $0.inputIDs, tokenTypeIDs: $0.tokenTypeIDs) }
+        let session = session(for: model.model)
+        switch model.model.task {
+        case .sequenceClassification:
+            return try session.classify(inputs).enumerated().map { index, result in
+                Prediction(label: result.label, score: result.score,
+                           scores: Dictionary(uniqueKeysWithValues: zip(model.model.labels, result.scores)),
+                           logits: includeLogits ? result.logits : nil,
+                           truncated: encodings[index].truncated)
+            }
+        case .tokenClassification:
+            return try session.labelTokens(inputs).enumerated().map { index, tokens in
+                Prediction(entities: Self.entities(tokens, ids: encodings[index].inputIDs, tokenizer: model.tokenizer),
+                           truncated: encodings[index].truncated)
+            }
+        case .embeddings:
+            return try session.embed(inputs, pooling: pooling).enumerated().map { index, vector in
+                Prediction(embedding: vector, truncated: encodings[index].truncated)
+            }
+        }
+    }
+
+    private func session(for model: BertModel) -> InferenceSession {
+        if let session, session.model === model { return session }
+        let fresh = InferenceSession(model: model, threads: threads)
+        session = fresh
+        return fresh
+    }
+
+    /// Groups consecutive word pieces with the same BIO-style label (`B-X`, `I-X`, or plain `X`) into
+    /// entities; `O` and special tokens end an entity.
+    static func entities(_ tokens: [TokenPrediction], ids: [Int32], tokenizer: BertTokenizer) -> [Entity] {
+        var entities: [Entity] = []
+        var current: (label: String, start: Int, scores: [Float], pieces: [String])?
+        func close() {
+            if let open = current {
+                let text = open.pieces.reduce(into: "") { text, piece in
+                    text += piece.hasPrefix("##") ? String(piece.dropFirst(2)) : piece
+                }
+                entities.append(Entity(label: open.label, score: open.scores.reduce(0, +) / Float(open.scores.count),
+                                       start: open.start, end: open.start + open.pieces.count, text: text))
+            }
+            current = nil
+        }
+        // Positions 0 and count-1 are [CLS] and [SEP]; pair texts' inner [SEP] is labelled like any token.
+        for position in tokens.indices.dropFirst().dropLast() {
+            let token = tokens[position]
+            let piece = tokenizer.vocabulary.token(of: ids[position]) ?? "[UNK]"
+            let (tag, type) = Self.split(token.label)
+            if tag == "O" {
+                close()
+            } else if tag == "I", let open = current, open.label == type {
+                current?.scores.append(token.score)
+                current?.pieces.append(piece)
+            } else {
+                close()
+                current = (type, position - 1, [token.score], [piece])
+            }
+        }
+        close()
+        return entities
+    }
+
+    private static func split(_ label: String) -> (tag: String, type: String) {
+        if label == "O" { return ("O", "") }
+        if label.count > 2, let dash = label.firstIndex(of: "-"), label.distance(from: label.startIndex, to: dash) == 1 {
+            return (String(label[..<dash]), String(label[label.index(after: dash)...]))
+        }
+        return ("B", label)
+    }
+}

@@ -1,0 +1,66 @@
+import Kafka
+import Testing
+
+@Suite("Kafka configuration and library")
+struct ConfigurationTests {
+    @Test("the loaded librdkafka is at least 2.3")
+    func librdkafkaVersion() {
+        let version = KafkaLibrary.version
+        print("[KafkaTests] librdkafka version in use: \(version)")
+        let (major, minor, _) = KafkaLibrary.versionComponents
+        #expect(major > 2 || (major == 2 && minor >= 3), "librdkafka \(version) is older than 2.3")
+        #expect(version.hasPrefix("\(major).\(minor)."))
+    }
+
+    @Test("an unknown librdkafka key is a typed error naming the key")
+    func unknownKeyIsNamed() {
+        var kafka = TestBroker.kafka
+        kafka.properties["no.such.property"] = "1"
+        do {
+            _ = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: TestBroker.logger)
+            Issue.record("an unknown property was accepted")
+        } catch {
+            #expect(error.configurationKey == "no.such.property")
+            #expect(error.description.contains("no.such.property"))
+        }
+    }
+
+    @Test("an invalid value for a known key is a typed error naming the key")
+    func invalidValueIsNamed() {
+        var kafka = TestBroker.kafka
+        kafka.properties["session.timeout.ms"] = "not-a-number"
+        #expect(throws: KafkaError.self) {
+            try KafkaConsumer(configuration: ConsumerConfiguration(kafka: kafka, groupID: "g"), logger: TestBroker.logger)
+        }
+        do {
+            _ = try KafkaConsumer(configuration: ConsumerConfiguration(kafka: kafka, groupID: "g"), logger: TestBroker.logger)
+        } catch {
+            #expect(error.configurationKey == "session.timeout.ms")
+            #expect(error.message.contains("session.timeout.ms"))
+        }
+    }
+
+    @Test("KAFKA_* environment variables become librdkafka properties")
+    func environmentMapping() {
+        let properties = KafkaConfiguration.properties(fromEnvironment: [
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": "PLAIN",
+            "HOME": "/root",
+            "KAFKA_": "ignored",
+        ])
+        #expect(properties == ["security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"])
+    }
+
+    @Test("key=value assignments split at the first '=' and reject malformed text")
+    func assignments() throws {
+        var kafka = TestBroker.kafka
+        try kafka.apply(assignments: ["sasl.jaas.config=a=b", "linger.ms=7"])
+        #expect(kafka.properties == ["sasl.jaas.config": "a=b", "linger.ms": "7"])
+        #expect(throws: KafkaConfigurationError.malformedAssignment("nokey")) {
+            try kafka.apply(assignments: ["nokey"])
+        }
+        #expect(throws: KafkaConfigurationError.malformedAssignment("=value")) {
+            try kafka.apply(assignments: ["=value"])
+        }
+    }
+}

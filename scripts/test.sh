@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): installs what is missing, starts one local broker for the
+# whole run, runs every test against it, and stops the broker whatever happens.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/env.sh
+
+bash scripts/setup.sh
+export MINIRBT_BROKER_STATE="${MINIRBT_BROKER_STATE:-$(mktemp -d)}"
+MINIRBT_TEST_BROKERS="$(bash scripts/broker.sh start)"
+export MINIRBT_TEST_BROKERS
+trap 'bash scripts/broker.sh stop || true' EXIT
+echo "[test] broker at $MINIRBT_TEST_BROKERS"
+
+swift build --build-tests "$@"
+swift test --skip-build "$@"
