@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "minirbt-stream", targets: ["MiniRBTStream"]),
         .executable(name: "minirbt-admin", targets: ["MiniRBTAdmin"]),
         .executable(name: "minirbt-bench", targets: ["MiniRBTBench"]),
+        .executable(name: "minirbt-demo", targets: ["MiniRBTDemo"]),
         .library(name: "MiniRBT", targets: ["MiniRBT"]),
         .library(name: "Kafka", targets: ["Kafka"]),
     ],
@@ -30,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.70.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
     ],
     targets: [
         // C shims over system libraries.
@@ -45,23 +47,42 @@ let package = Package(
                 dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")],
                 linkerSettings: rdkafkaRPath),
 
+        // Model control plane: registry, manifests, signed control messages, status heartbeats.
+        .target(name: "ModelControl",
+                dependencies: ["MiniRBT", "Kafka",
+                               .product(name: "Crypto", package: "swift-crypto"),
+                               .product(name: "Logging", package: "swift-log")]),
+
         // The streaming service: consumer loop → router → shards → sequencer → producer → offset tracker.
         .target(name: "StreamPipeline",
-                dependencies: ["MiniRBT", "Kafka",
+                dependencies: ["MiniRBT", "Kafka", "ModelControl",
                                .product(name: "DequeModule", package: "swift-collections"),
                                .product(name: "CoreMetrics", package: "swift-metrics"),
+                               .product(name: "NIOCore", package: "swift-nio"),
+                               .product(name: "NIOPosix", package: "swift-nio"),
+                               .product(name: "NIOHTTP1", package: "swift-nio"),
                                .product(name: "Logging", package: "swift-log"),
                                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
 
         // The command-line front end of minirbt-stream, a library so tests can drive it.
         .target(name: "StreamCLI",
                 dependencies: ["MiniRBT", "Kafka", "StreamPipeline",
+                               .product(name: "Prometheus", package: "swift-prometheus"),
+                               .product(name: "Metrics", package: "swift-metrics"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "MiniRBTStream", dependencies: ["StreamCLI"], linkerSettings: rdkafkaRPath),
+        // The command-line front end of minirbt-admin, a library so tests can drive it.
+        .target(name: "AdminCLI",
+                dependencies: ["MiniRBT", "Kafka", "ModelControl",
+                               .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                               .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "MiniRBTAdmin",
-                          dependencies: ["MiniRBT", "Kafka",
-                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["AdminCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          linkerSettings: rdkafkaRPath),
+        .executableTarget(name: "MiniRBTDemo",
+                          dependencies: ["Kafka", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           linkerSettings: rdkafkaRPath),
         .executableTarget(name: "MiniRBTBench", dependencies: ["MiniRBT"], path: "bench/Sources/MiniRBTBench"),
 
@@ -69,6 +90,12 @@ let package = Package(
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"], linkerSettings: rdkafkaRPath),
         .testTarget(name: "StreamPipelineTests", dependencies: ["StreamPipeline"], linkerSettings: rdkafkaRPath),
         .testTarget(name: "StreamCLITests", dependencies: ["StreamCLI"], linkerSettings: rdkafkaRPath),
+        // Broker start-up shared by test targets that need a real Kafka.
+        .target(name: "KafkaTestSupport", dependencies: ["Kafka", .product(name: "Logging", package: "swift-log")],
+                path: "Tests/KafkaTestSupport"),
+        .testTarget(name: "ModelControlTests", dependencies: ["ModelControl", "StreamPipeline", "KafkaTestSupport"],
+                    linkerSettings: rdkafkaRPath),
+        .testTarget(name: "AdminCLITests", dependencies: ["AdminCLI"], linkerSettings: rdkafkaRPath),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -19,7 +19,7 @@ addr_file="$state_dir/broker.addr"
 log_file="$state_dir/broker.log"
 tansu_bin="${TANSU_BIN:-$MINIRBT_DEPS/bin/tansu}"
 start_timeout_s=20
-stop_timeout_s=10
+stop_timeout_s=3  # Tansu can ignore TERM; its memory storage has nothing to flush, so KILL soon
 
 say() { printf '[broker] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }

@@ -88,16 +88,19 @@ def transformers_logits(model, tokenizer, texts, batch_size=16):
 
 
 def cli_logits(binary, directory, input_path, threads):
+    """Our logits per text and the wall time, or (None, error text) when the CLI fails."""
     output_path = directory / "out.jsonl"
     started = time.monotonic()
-    subprocess.run([str(binary), "infer", "--model", str(directory), "--logits", "--max-length", str(MAX_LENGTH),
-                    "--batch", "32", "--threads", str(threads), "--input", str(input_path), "--output", str(output_path)],
-                   check=True)
+    run = subprocess.run([str(binary), "infer", "--model", str(directory), "--logits", "--max-length", str(MAX_LENGTH),
+                          "--batch", "32", "--threads", str(threads), "--input", str(input_path),
+                          "--output", str(output_path)], capture_output=True, text=True)
     elapsed = time.monotonic() - started
+    if run.returncode != 0:
+        return None, (run.stderr.strip().splitlines() or [f"exit status {run.returncode}"])[-1]
     results = [json.loads(line) for line in output_path.read_text().splitlines() if line.strip()]
     failed = [result for result in results if "error" in result]
     if failed:
-        sys.exit(f"{directory}: the CLI rejected {len(failed)} lines, first: {failed[0]}")
+        return None, f"{len(failed)} lines rejected, first: {failed[0]['error']}"
     return [result["logits"] for result in results], elapsed
 
 
@@ -129,17 +132,23 @@ def main():
                 if fmt == "safetensors":
                     reference = transformers_logits(model, BertTokenizer.from_pretrained(directory), texts)
                 ours, elapsed = cli_logits(binary, directory, input_path, arguments.threads)
+                dims = f"{layers}/{hidden}/{intermediate}/{heads}"
+                if ours is None:
+                    rows.append((name, dims, fmt, "—", "CLI failed: " + elapsed.replace("|", "\\|"), "—", "—", "—"))
+                    print(f"{name} {fmt}: CLI failed: {elapsed}", file=sys.stderr)
+                    continue
                 difference = max(abs(a - b) for mine, theirs in zip(ours, reference) for a, b in zip(mine, theirs))
                 agree = sum((m[1] > m[0]) == (t[1] > t[0]) for m, t in zip(ours, reference))
                 spread = max(abs(value) for pair in reference for value in pair)
-                rows.append((name, f"{layers}/{hidden}/{intermediate}/{heads}", fmt, len(ours), difference,
-                             f"{agree}/{len(ours)}", spread, elapsed))
+                rows.append((name, dims, fmt, len(ours), f"{difference:.2e}", f"{agree}/{len(ours)}",
+                             f"{spread:.2f}", f"{elapsed:.1f}"))
                 print(f"{name} {fmt}: max |logit diff| {difference:.2e}", file=sys.stderr)
+            shutil.rmtree(root / name)  # the 12-layer checkpoints are ~400 MB per format
 
     print("| shape | layers/hidden/ffn/heads | weights | texts | max \\|logit diff\\| | same label | max \\|logit\\| | CLI time (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for name, dims, fmt, count, difference, agree, spread, elapsed in rows:
-        print(f"| {name} | {dims} | {fmt} | {count} | {difference:.2e} | {agree} | {spread:.2f} | {elapsed:.1f} |")
+        print(f"| {name} | {dims} | {fmt} | {count} | {difference} | {agree} | {spread} | {elapsed} |")
 
 
 if __name__ == "__main__":

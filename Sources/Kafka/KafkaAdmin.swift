@@ -28,6 +28,11 @@ public struct TopicSpecification: Sendable, Equatable {
 public struct TopicDescription: Sendable, Equatable {
     public var name: String
     public var partitionCount: Int
+
+    public init(name: String, partitionCount: Int) {
+        self.name = name
+        self.partitionCount = partitionCount
+    }
 }
 
 /// A consumer group's progress on one partition.
@@ -39,6 +44,13 @@ public struct PartitionLag: Sendable, Equatable {
     /// Records not yet consumed: high watermark minus committed (or minus the low watermark when nothing
     /// was committed).
     public var lag: Int64
+
+    public init(topicPartition: TopicPartition, committed: Int64?, highWatermark: Int64, lag: Int64) {
+        self.topicPartition = topicPartition
+        self.committed = committed
+        self.highWatermark = highWatermark
+        self.lag = lag
+    }
 }
 
 /// Cluster administration: topics and consumer-group offsets.

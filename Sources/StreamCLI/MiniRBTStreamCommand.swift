@@ -16,7 +16,7 @@ public struct MiniRBTStreamCommand: AsyncParsableCommand {
               minirbt-stream version
             """,
         version: BuildInfo.version,
-        subcommands: [InferCommand.self, TokenizeCommand.self, VersionCommand.self])
+        subcommands: [RunCommand.self, InferCommand.self, TokenizeCommand.self, VersionCommand.self])
 
     public init() {}
 }

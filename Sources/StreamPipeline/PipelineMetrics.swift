@@ -52,7 +52,7 @@ public final class PipelineMetrics: Sendable {
     }
 
     /// `minirbt_model_info{name, version, role} 1` for the serving model(s), 0 for the ones replaced.
-    func model(_ identity: ModelIdentity, role: String, active: Bool) {
+    public func model(_ identity: ModelIdentity, role: String, active: Bool) {
         Gauge(label: "minirbt_model_info",
               dimensions: [("name", identity.name), ("version", identity.version), ("role", role)])
             .record(active ? 1 : 0)

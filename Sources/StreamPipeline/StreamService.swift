@@ -126,10 +126,25 @@ public final class StreamService: Service, Sendable {
             logger.error("flush before shutdown failed", metadata: ["error": "\(error)"])
         }
         await commitPending()
-        await consumer.close()
+        await closeConsumer()
         logger.info("stopped", metadata: ["consumed": "\(metrics.snapshot.consumed)",
                                           "produced": "\(metrics.snapshot.produced)",
                                           "dead_lettered": "\(metrics.snapshot.deadLettered)"])
+    }
+
+    /// Leaves the group. Closing revokes what is still assigned; everything was drained and committed
+    /// already, so those revocations are acknowledged at once and late records are left to the next owner.
+    private func closeConsumer() async {
+        let events = consumer.events
+        async let drained: Void = {
+            do {
+                for try await event in events {
+                    if case .revoked(_, let acknowledgement) = event { acknowledgement.acknowledge() }
+                }
+            } catch {}
+        }()
+        await consumer.close()
+        await drained
     }
 
     // MARK: Consumer loop

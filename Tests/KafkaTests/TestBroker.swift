@@ -10,7 +10,8 @@ import Glibc
 /// `MINIRBT_TEST_BROKERS` (set by the CI script after `scripts/broker.sh start`) wins; otherwise one Tansu
 /// process is started lazily for the whole test process, so a plain `swift test` works on a developer box.
 /// That process runs under a shell watchdog holding a pipe from us: when this process exits (however it
-/// exits) the pipe closes and the watchdog kills the broker.
+/// exits) the pipe closes and the watchdog kills the broker. KILL, because a Tansu 0.6 started this way was
+/// seen to ignore TERM and INT, and its in-memory storage has nothing to flush anyway.
 enum TestBroker {
     static let bootstrapServers: String = {
         if let configured = ProcessInfo.processInfo.environment["MINIRBT_TEST_BROKERS"], !configured.isEmpty {
@@ -69,7 +70,7 @@ enum TestBroker {
                 --storage-engine memory://tansu/ >"$2" 2>&1 </dev/null &
             broker=$!
             cat >/dev/null
-            kill -TERM "$broker" 2>/dev/null
+            kill -KILL "$broker" 2>/dev/null
             """, tansu, address, logPath]
         let pipe = Pipe()
         process.standardInput = pipe

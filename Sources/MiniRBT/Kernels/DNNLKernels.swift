@@ -48,16 +48,20 @@ package struct DNNLKernels: ComputeKernels {
                      "layer norm of size \(norm.size) applied to \(input.rows)×\(input.columns) into \(output.rows)×\(output.columns)")
         let width = norm.size
         guard width > 0 else { return }
-        norm.weight.withUnsafeBufferPointer { gamma in
-            norm.bias.withUnsafeBufferPointer { beta in
+        // Raw pointers rather than buffer subscripts and iterators: these loops run over every activation,
+        // and in debug builds the checked, generic paths cost several times the arithmetic.
+        norm.weight.withUnsafeBufferPointer { gammaBuffer in
+            norm.bias.withUnsafeBufferPointer { betaBuffer in
+                guard let gamma = gammaBuffer.baseAddress, let beta = betaBuffer.baseAddress else { return }
                 for index in 0..<input.rows {
                     // Each element is read before it is written, so output may alias input or residual.
-                    let source = input.row(index), row = output.row(index)
+                    let source = input.base + index * input.rowStride
+                    let row = output.base + index * output.rowStride
                     if let residual {
-                        let skip = residual.row(index)
+                        let skip = residual.base + index * residual.rowStride
                         for column in 0..<width { row[column] = source[column] + skip[column] }
-                    } else if row.baseAddress != source.baseAddress {
-                        for column in 0..<width { row[column] = source[column] }
+                    } else if row != source {
+                        row.update(from: source, count: width)
                     }
                     // Two passes (mean, then centred variance) as torch does, not E[x²] − E[x]².
                     var sum: Float = 0
@@ -78,38 +82,41 @@ package struct DNNLKernels: ComputeKernels {
     }
 
     package func activate(_ x: MatrixView, _ activation: Activation) {
+        let width = x.columns
         for index in 0..<x.rows {
-            let row = x.row(index)
+            let row = x.base + index * x.rowStride
             switch activation {
             case .gelu:
-                for column in row.indices { row[column] = Self.gelu(row[column]) }
+                for column in 0..<width { row[column] = Self.gelu(row[column]) }
             case .geluTanh:
-                for column in row.indices { row[column] = Self.geluTanh(row[column]) }
+                for column in 0..<width { row[column] = Self.geluTanh(row[column]) }
             case .quickGelu:
-                for column in row.indices { row[column] = row[column] * Self.sigmoid(1.702 * row[column]) }
+                for column in 0..<width { row[column] = row[column] * Self.sigmoid(1.702 * row[column]) }
             case .relu:
-                for column in row.indices { row[column] = max(row[column], 0) }
+                for column in 0..<width where row[column] < 0 { row[column] = 0 }
             case .silu:
-                for column in row.indices { row[column] = row[column] * Self.sigmoid(row[column]) }
+                for column in 0..<width { row[column] = row[column] * Self.sigmoid(row[column]) }
             case .tanh:
-                for column in row.indices { row[column] = tanhf(row[column]) }
+                for column in 0..<width { row[column] = tanhf(row[column]) }
             }
         }
     }
 
     package func softmaxRows(_ x: MatrixView) {
+        let width = x.columns
+        guard width > 0 else { return }
         for index in 0..<x.rows {
-            let row = x.row(index)
-            guard var largest = row.first else { continue }
-            for value in row { largest = max(largest, value) }
+            let row = x.base + index * x.rowStride
+            var largest = row[0]
+            for column in 1..<width where row[column] > largest { largest = row[column] }
             var sum: Float = 0
-            for column in row.indices {
-                let e = expf(row[column] - largest)
-                row[column] = e
-                sum += e
+            for column in 0..<width {
+                let exponential = expf(row[column] - largest)
+                row[column] = exponential
+                sum += exponential
             }
             let scale = 1 / sum
-            for column in row.indices { row[column] *= scale }
+            for column in 0..<width { row[column] *= scale }
         }
     }
 

@@ -20,7 +20,7 @@ extension Unicode.Scalar {
     var isBertNonspacingMark: Bool {
         switch value {
         case 0x1734, 0x1171E: return true  // Mn in Unicode 8.0, Mc since
-        case 0x1885, 0x1886, 0xA9BD: return false  // Lo or Mc in Unicode 8.0, Mn since
+        case 0x1885, 0x1886, 0xA9BD, 0x111C9: return false  // Lo, Mc or Po in Unicode 8.0, Mn since
         default: return properties.generalCategory == .nonspacingMark && isInReferenceCategoryTables
         }
     }
@@ -48,6 +48,7 @@ extension Unicode.Scalar {
     /// deleted as a control before this is asked.
     var isBertWhitespace: Bool {
         if value < 0x80 { return value == 0x20 || (0x09...0x0D).contains(value) }
+        if isBertChineseCharacter { return false }  // the bulk of the traffic: skip the property lookup
         return properties.isWhitespace
     }
 
@@ -58,6 +59,7 @@ extension Unicode.Scalar {
         case 33...47, 58...64, 91...96, 123...126: return true
         case 0..<0x80: return false
         case 0x166D, 0x111C9: return true  // Po in Unicode 8.0, So and Mn since
+        case 0x4E00...0x9FFF: return false  // the bulk of the traffic: skip the property lookup
         default:
             switch properties.generalCategory {
             case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,

@@ -19,19 +19,21 @@ struct BertNormalizer: Sendable {
         cleaned.removeAll(keepingCapacity: true)
         var needsDecomposition = false
         for scalar in text.unicodeScalars {
+            // Ideographs are neither controls nor whitespace, and most of the text: decide them first.
+            if separateChineseCharacters && scalar.isBertChineseCharacter {
+                if stripAccents && !scalar.isCanonicallyStable { needsDecomposition = true }
+                cleaned.append(" ")
+                cleaned.append(scalar)
+                cleaned.append(" ")
+                continue
+            }
             if scalar.value == 0 || scalar.value == 0xFFFD || scalar.isBertControl { continue }
             if scalar.isBertWhitespace {
                 cleaned.append(" ")
                 continue
             }
             if stripAccents && !scalar.isCanonicallyStable { needsDecomposition = true }
-            if separateChineseCharacters && scalar.isBertChineseCharacter {
-                cleaned.append(" ")
-                cleaned.append(scalar)
-                cleaned.append(" ")
-            } else {
-                cleaned.append(scalar)
-            }
+            cleaned.append(scalar)
         }
         if needsDecomposition {
             let decomposed = String(String.UnicodeScalarView(cleaned)).decomposedStringWithCanonicalMapping

@@ -1,0 +1,40 @@
+import ArgumentParser
+
+/// `minirbt-admin`: publishes model versions and rolls them out to a fleet of `minirbt-stream` instances.
+public struct AdminCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "minirbt-admin",
+        abstract: "Publish MiniRBT model versions and roll them out to running minirbt-stream instances.",
+        discussion: """
+            Rollout flow (hot swap, no restart, no lost or reordered event):
+
+              1. keygen    Create the Ed25519 key pair that signs control messages. Give the public key to
+                           every service (minirbt-stream run --verify-key minirbt-control.pub); keep the
+                           private key with the operators.
+                             minirbt-admin keygen --out ~/.minirbt
+              2. publish   Copy a checkpoint into the registry with checksums and golden self-test answers.
+                             minirbt-admin publish --registry /models --name sentiment --version v2 \\
+                               --model-dir ./checkpoints/v2
+              3. deploy    Send a signed control message; --canary routes a stable share of keys to the new
+                           version, --shadow runs it on every event and publishes to the shadow topic only.
+                             minirbt-admin deploy sentiment v2 --canary 20 --wait \\
+                               --brokers kafka:9092 --key ~/.minirbt/minirbt-control.key
+              4. status    Watch the fleet: versions, errors, events/s, lag per instance.
+                             minirbt-admin status --brokers kafka:9092
+              5. promote   Make the canary the only serving version.
+                             minirbt-admin promote sentiment --wait --brokers kafka:9092 --key ...
+              6. rollback  Serve the previously active version again (or abandon a canary).
+                             minirbt-admin rollback sentiment --wait --brokers kafka:9092 --key ...
+
+            Instances load, verify (checksums, shapes, golden examples) and warm up a version before
+            swapping; a version that fails keeps the old one serving and is reported, and `--wait` exits
+            non-zero naming the problem. Unsigned, forged and replayed messages are rejected.
+            Control messages live on a compacted topic (--control-topic, default minirbt-control) keyed by
+            deployment; heartbeats on --status-topic (default minirbt-status). `history` lists what was
+            accepted. librdkafka settings: repeat --kafka key=value, or KAFKA_* environment variables.
+            """,
+        subcommands: [KeygenCommand.self, PublishCommand.self, ListCommand.self, DeployCommand.self,
+                      PromoteCommand.self, RollbackCommand.self, StatusCommand.self, HistoryCommand.self])
+
+    public init() {}
+}

@@ -1,0 +1,38 @@
+import Foundation
+import Kafka
+import Logging
+import ModelControl
+
+/// The admin side of the control topic: reads a deployment's accepted history, publishes signed messages.
+struct ControlClient {
+    let kafka: KafkaConfiguration
+    let topic: String
+    let logger: Logger
+
+    /// Every record of the topic folded through a ledger for `deployment`.
+    func ledger(for deployment: String, verifier: ControlVerifier) async throws -> ControlLedger {
+        var ledger = ControlLedger(deployment: deployment)
+        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
+        try await ControlTopics.ensure(topic, admin: admin)
+        let follower = try TopicFollower(topic: topic, kafka: kafka, logger: logger)
+        let records = try await follower.readToEnd()
+        await follower.close()
+        for record in records {
+            _ = try? ledger.accept(recordValue: record.value, verifier: verifier)
+        }
+        return ledger
+    }
+
+    /// Publishes `message` keyed by its deployment and waits for the broker's acknowledgement.
+    func send(_ message: ControlMessage, signer: ControlSigner) async throws {
+        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: logger)
+        defer { Task { await producer.close() } }
+        _ = try await producer.send(ProducerRecord(topic: topic, key: Array(message.deployment.utf8),
+                                                   value: try signer.signedRecordValue(message)))
+    }
+
+    /// Above both the clock and the last accepted sequence, so a skewed clock cannot make a message a replay.
+    static func nextSequence(after ledger: ControlLedger, now: Date = Date()) -> Int64 {
+        max(Int64(now.timeIntervalSince1970 * 1000), (ledger.lastSequence ?? 0) + 1)
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import Kafka
+import Logging
+import ModelControl
+
+/// Reads the status topic: a snapshot of the fleet, or a wait until the fleet applied a control message.
+struct FleetWatcher {
+    let kafka: KafkaConfiguration
+    let topic: String
+    let logger: Logger
+
+    /// The latest heartbeat of every instance that ever reported.
+    func snapshot() async throws -> FleetStatus {
+        let follower = try await openFollower()
+        defer { Task { await follower.close() } }
+        var fleet = FleetStatus()
+        for record in try await follower.readToEnd() { Self.decode(record).map { fleet.record($0) } }
+        return fleet
+    }
+
+    /// Returns when every live instance of `deployment` applied `sequence` (or a later message); throws
+    /// when one reports that `sequence` failed, or after `timeout`.
+    func waitUntilApplied(deployment: String, sequence: Int64, timeout: Duration,
+                          progress: @escaping @Sendable (String) -> Void) async throws -> [InstanceHeartbeat] {
+        let follower = try await openFollower()
+        defer { Task { await follower.close() } }
+        var fleet = FleetStatus()
+        for record in try await follower.readToEnd() { Self.decode(record).map { fleet.record($0) } }
+        let initial = fleet
+        let topic = topic
+        return try await withThrowingTaskGroup(of: [InstanceHeartbeat]?.self) { group in
+            group.addTask {
+                var fleet = initial
+                if let done = try Self.evaluate(fleet, deployment: deployment, sequence: sequence) { return done }
+                for try await event in follower.events {
+                    guard case .message(let record) = event, let heartbeat = Self.decode(record) else { continue }
+                    fleet.record(heartbeat)
+                    if heartbeat.deployment == deployment {
+                        progress("\(heartbeat.instance): active \(heartbeat.active?.description ?? "-")"
+                                 + (heartbeat.loading.map { ", loading \($0)" } ?? ""))
+                    }
+                    if let done = try Self.evaluate(fleet, deployment: deployment, sequence: sequence) { return done }
+                }
+                return nil
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let done = first else {
+                throw AdminFailure("timed out after \(timeout) waiting for every live instance of \(deployment) on \(topic) to apply control message #\(sequence)")
+            }
+            return done
+        }
+    }
+
+    /// `nil` while waiting; the live instances once all applied `sequence`.
+    static func evaluate(_ fleet: FleetStatus, deployment: String, sequence: Int64, now: Date = Date()) throws -> [InstanceHeartbeat]? {
+        let live = fleet.live(at: now, deployment: deployment)
+        if let failed = live.first(where: { $0.failedSequence == sequence }) {
+            throw AdminFailure("\(failed.instance) failed to apply control message #\(sequence): \(failed.lastError ?? "no reason reported")")
+        }
+        guard !live.isEmpty, live.allSatisfy({ ($0.appliedSequence ?? .min) >= sequence }) else { return nil }
+        return live
+    }
+
+    private func openFollower() async throws -> TopicFollower {
+        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
+        try await ControlTopics.ensure(topic, admin: admin)
+        return try TopicFollower(topic: topic, kafka: kafka, logger: logger)
+    }
+
+    static func decode(_ record: ConsumerRecord) -> InstanceHeartbeat? {
+        guard let value = record.value else { return nil }
+        return try? JSONDecoder.control.decode(InstanceHeartbeat.self, from: Data(value))
+    }
+}

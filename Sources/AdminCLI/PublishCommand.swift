@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import ModelControl
+
+struct PublishCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "publish",
+        abstract: "Self-test a checkpoint and copy it into the registry as an immutable version.")
+
+    @Option(help: ArgumentHelp("Registry root directory.", valueName: "dir"))
+    var registry: String
+
+    @Option(help: "Model name (letters, digits, '.', '_', '-').")
+    var name: String
+
+    @Option(help: "Version to publish; an existing version is never replaced.")
+    var version: String
+
+    @Option(help: ArgumentHelp("Hugging Face checkpoint directory (config.json, vocab.txt, weights).", valueName: "dir"))
+    var modelDir: String
+
+    @Option(help: ArgumentHelp("JSON Lines file whose first lines' \"text\" become the golden examples (default: built-in sentences).", valueName: "file"))
+    var golden: String?
+
+    @Option(help: "How many lines of --golden to use.")
+    var goldenCount = 8
+
+    func run() async throws {
+        let reference = try ModelReference.parse(name: name, version: version)
+        let texts = try golden.map { try GoldenRunner.texts(fromJSONLines: URL(fileURLWithPath: $0), limit: goldenCount) }
+            ?? GoldenRunner.defaultTexts
+        let registry = ModelRegistry(root: URL(fileURLWithPath: registry))
+        let manifest = try registry.publish(reference, from: URL(fileURLWithPath: modelDir), goldenTexts: texts) { step in
+            switch step {
+            case .loading(let source): print("loading \(source)")
+            case .selfTesting(let count): print("self-testing on \(count) golden examples")
+            case let .copying(file, bytes): print("copied \(file) (\(bytes) bytes), sha256 computed")
+            case .verifying: print("verifying the staged bundle")
+            case .published(let path): print("published \(reference) at \(path)")
+            }
+        }
+        print("labels: \(manifest.config.labels.joined(separator: ", ")); \(manifest.files.count) files; \(manifest.golden.count) golden examples")
+    }
+}

@@ -1,1 +1,0 @@
-print("minirbt-admin: not yet implemented")

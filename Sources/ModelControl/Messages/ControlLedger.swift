@@ -1,0 +1,61 @@
+/// The accepted control messages of one deployment, in order: the single place where replays are caught.
+///
+/// Both the service (reading the topic from the beginning) and `minirbt-admin history`/`rollback` fold the
+/// topic through a ledger, so they agree on what was accepted.
+public struct ControlLedger: Sendable {
+    public let deployment: String
+    public private(set) var accepted: [ControlMessage] = []
+    /// Every record that was not accepted, with the reason, in topic order.
+    public private(set) var rejections: [ControlRejection] = []
+
+    public init(deployment: String) {
+        self.deployment = deployment
+    }
+
+    public var latest: ControlMessage? { accepted.last }
+    public var lastSequence: Int64? { accepted.last?.sequence }
+
+    /// Opens, authenticates and orders one record value. Records of other deployments return `nil` and are
+    /// not counted as rejections (deployments share the topic).
+    /// - Throws: the rejection, after recording it.
+    @discardableResult
+    public mutating func accept(recordValue value: [UInt8]?, verifier: ControlVerifier) throws(ControlRejection) -> ControlMessage? {
+        do throws(ControlRejection) {
+            let message = try verifier.open(value)
+            guard message.deployment == deployment else { return nil }
+            if let last = lastSequence, message.sequence <= last {
+                throw ControlRejection.replayed(sequence: message.sequence, lastAccepted: last)
+            }
+            accepted.append(message)
+            return message
+        } catch {
+            rejections.append(error)
+            throw error
+        }
+    }
+
+    /// What `rollback` deploys: during a canary or shadow, the primary (the trial is abandoned); otherwise
+    /// the primary that served before the latest message.
+    public func rollbackTarget() throws(ControlRejection) -> ModelReference {
+        guard let latest else { throw .notApplicable(reason: "deployment \(deployment) has no accepted control message") }
+        if latest.desired.candidate != nil, let primary = latest.desired.primary { return primary }
+        guard let previous = latest.previous else {
+            throw .notApplicable(reason: "deployment \(deployment) has no previously active version to roll back to")
+        }
+        return previous
+    }
+
+    /// What `promote` makes the primary: the current canary or shadow candidate.
+    public func promoteTarget() throws(ControlRejection) -> ModelReference {
+        guard let candidate = currentCandidate else {
+            throw .notApplicable(reason: "deployment \(deployment) has no canary or shadow candidate to promote")
+        }
+        return candidate
+    }
+
+    /// The primary serving after the latest message (for canary/shadow: the one beside the candidate).
+    public var currentPrimary: ModelReference? { latest?.desired.primary }
+
+    /// The candidate under canary or shadow, for `promote`.
+    public var currentCandidate: ModelReference? { latest?.desired.candidate }
+}

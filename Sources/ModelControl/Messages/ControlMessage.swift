@@ -1,0 +1,117 @@
+import Foundation
+
+/// What a control message asks the fleet to do.
+public enum RolloutAction: String, Codable, Sendable, CaseIterable {
+    /// Serve `name/version` alone.
+    case deploy
+    /// Serve `name/version` beside the primary for a stable share of keys.
+    case canary
+    /// Run `name/version` on every event beside the primary; its results go to the shadow topic only.
+    case shadow
+    /// The candidate becomes the only serving model (the message names it).
+    case promote
+    /// Serve the previously active version again (the message names it).
+    case rollback
+}
+
+/// How the serving models split the events.
+public enum ServingMode: Sendable, Equatable {
+    case single
+    case canary(percent: Int)
+    case shadow
+}
+
+/// The models a deployment should serve once a control message is applied.
+public struct DesiredDeployment: Sendable, Equatable {
+    /// `nil` when a canary or shadow message arrives for a deployment that never had a deploy: the
+    /// instance keeps whatever primary it already serves.
+    public var primary: ModelReference?
+    public var candidate: ModelReference?
+    public var mode: ServingMode
+}
+
+/// A signed instruction on the control topic. Every message is self-contained (it carries the primary to
+/// keep beside a candidate and the version it replaces), because the topic is compacted: after compaction
+/// only the latest message of a deployment is left.
+public struct ControlMessage: Codable, Sendable, Equatable {
+    public var deployment: String
+    /// The version this message is about: the new primary (deploy, promote, rollback) or the candidate
+    /// (canary, shadow).
+    public var name: String
+    public var version: String
+    public var mode: RolloutAction
+    /// Share of keys, 1...100, for `canary`.
+    public var canaryPercent: Int?
+    /// For canary and shadow: the primary that keeps serving beside the candidate.
+    public var primary: ModelReference?
+    /// The primary before this message took effect; `rollback` returns to it.
+    public var previous: ModelReference?
+    /// Strictly increasing per deployment (unix milliseconds by default); anything not above the last
+    /// accepted value is a replay.
+    public var sequence: Int64
+    public var issuedAt: Date
+    public var issuedBy: String
+
+    public init(deployment: String, target: ModelReference, mode: RolloutAction, canaryPercent: Int? = nil,
+                primary: ModelReference? = nil, previous: ModelReference? = nil, sequence: Int64,
+                issuedAt: Date = Date(), issuedBy: String) {
+        self.deployment = deployment
+        self.name = target.name
+        self.version = target.version
+        self.mode = mode
+        self.canaryPercent = canaryPercent
+        self.primary = primary
+        self.previous = previous
+        self.sequence = sequence
+        self.issuedAt = issuedAt
+        self.issuedBy = issuedBy
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case deployment, name, version, mode, primary, previous, sequence
+        case canaryPercent = "canary_percent"
+        case issuedAt = "issued_at"
+        case issuedBy = "issued_by"
+    }
+
+    /// The validated version this message is about.
+    public var target: ModelReference {
+        get throws(RegistryError) { try ModelReference(name: name, version: version) }
+    }
+
+    /// Checks names and the canary share; a message that fails is rejected, never applied in part.
+    public func validate() throws(ControlRejection) {
+        do {
+            try ModelReference.validate(deployment, role: "deployment")
+            _ = try target
+        } catch {
+            throw .invalidMessage(reason: error.description)
+        }
+        if mode == .canary {
+            guard let percent = canaryPercent, (1...100).contains(percent) else {
+                throw .invalidMessage(reason: "a canary needs canary_percent in 1...100, got \(canaryPercent.map(String.init) ?? "none")")
+            }
+        }
+    }
+
+    /// What the deployment serves after this message.
+    public var desired: DesiredDeployment {
+        let target = try? self.target
+        switch mode {
+        case .deploy, .promote, .rollback:
+            return DesiredDeployment(primary: target, candidate: nil, mode: .single)
+        case .canary:
+            return DesiredDeployment(primary: primary, candidate: target, mode: .canary(percent: canaryPercent ?? 0))
+        case .shadow:
+            return DesiredDeployment(primary: primary, candidate: target, mode: .shadow)
+        }
+    }
+
+    /// One line for logs and `history`.
+    public var summary: String {
+        var text = "#\(sequence) \(mode.rawValue) \(name)/\(version)"
+        if let canaryPercent, mode == .canary { text += " \(canaryPercent)%" }
+        if let primary, mode == .canary || mode == .shadow { text += " beside \(primary)" }
+        return text + " by \(issuedBy) at \(issuedAt.formatted(.iso8601))"
+    }
+}

@@ -1,0 +1,250 @@
+import ArgumentParser
+import Foundation
+import Kafka
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import StreamPipeline
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the streaming inference service: consume events, classify, publish enriched results.",
+        discussion: """
+            Every option can also be set by the environment variable named after it (flags win):
+            --max-batch is MINIRBT_MAX_BATCH, --input-topic takes a comma-separated MINIRBT_INPUT_TOPIC.
+            librdkafka properties pass through unchanged with --kafka key=value, or as KAFKA_* variables
+            (KAFKA_SECURITY_PROTOCOL=SASL_SSL sets security.protocol).
+
+            Input events are JSON objects {"id", "text"[, "text_pair"]} (field names configurable) or plain
+            UTF-8 text. Each yields one result on --output-topic, keyed like the input and carrying the model
+            version in the minirbt-model-version header, or one record on --dlq-topic saying why not.
+            Offsets are committed only over events whose output the broker acknowledged.
+
+            Scale out by running more replicas in the same --group; partitions should number at least
+            replicas × shards. SIGTERM/SIGINT drain, commit, leave the group and exit 0.
+
+            Example:
+              minirbt-stream run --brokers 127.0.0.1:9092 --input-topic reviews \\
+                --output-topic reviews-sentiment --dlq-topic reviews-dlq \\
+                --model ../shared/models/minirbt-h256-chnsenticorp/v2 --shards 2 --metrics-port 9464
+            """)
+
+    @Option(help: "Kafka bootstrap servers, comma-separated. [env: MINIRBT_BROKERS] (default: 127.0.0.1:9092)")
+    var brokers: String?
+
+    @Option(help: "Consumer group; replicas in one group split the partitions. [env: MINIRBT_GROUP] (default: minirbt-stream)")
+    var group: String?
+
+    @Option(help: "Topic to consume (repeatable). [env: MINIRBT_INPUT_TOPIC, comma-separated]")
+    var inputTopic: [String] = []
+
+    @Option(help: "Regular expression over topic names to consume, instead of --input-topic. [env: MINIRBT_INPUT_PATTERN]")
+    var inputPattern: String?
+
+    @Option(help: "Topic for enriched results. [env: MINIRBT_OUTPUT_TOPIC] (default: minirbt-results)")
+    var outputTopic: String?
+
+    @Option(help: "Dead-letter topic for events that cannot be processed. [env: MINIRBT_DLQ_TOPIC] (default: minirbt-dead-letters)")
+    var dlqTopic: String?
+
+    @Option(help: "HF checkpoint directory of the model to serve. [env: MINIRBT_MODEL]")
+    var model: String?
+
+    @Option(help: "Name reported in results (default: the checkpoint directory's parent). [env: MINIRBT_MODEL_NAME]")
+    var modelName: String?
+
+    @Option(help: "Version reported in results (default: the checkpoint directory's name). [env: MINIRBT_MODEL_VERSION]")
+    var modelVersion: String?
+
+    @Option(help: "Inference shards (threads); each owns a share of the partitions. [env: MINIRBT_SHARDS] (default: cores)")
+    var shards: Int?
+
+    @Option(help: "Most events per forward pass. [env: MINIRBT_MAX_BATCH] (default: 32)")
+    var maxBatch: Int?
+
+    @Option(help: "Longest a batch waits to fill, in milliseconds. [env: MINIRBT_MAX_WAIT_MS] (default: 10)")
+    var maxWaitMs: Int?
+
+    @Option(help: "Tokens per text; longer texts are truncated and flagged. [env: MINIRBT_MAX_LENGTH] (default: 128)")
+    var maxLength: Int?
+
+    @Option(help: "oneDNN threads per shard. [env: MINIRBT_THREADS_PER_SHARD] (default: 1)")
+    var threadsPerShard: Int?
+
+    @Option(help: "Queued events per shard at which its partitions are paused. [env: MINIRBT_QUEUE_CAPACITY] (default: 8 × max batch)")
+    var queueCapacity: Int?
+
+    @Flag(help: "Copy each event's text into its result. [env: MINIRBT_ECHO_TEXT=1]")
+    var echoText = false
+
+    @Option(help: "at-least-once or exactly-once (Kafka transactions). [env: MINIRBT_DELIVERY] (default: at-least-once)")
+    var delivery: String?
+
+    @Option(help: "Port for /metrics, /healthz and /readyz; 0 turns it off. [env: MINIRBT_METRICS_PORT] (default: 9464)")
+    var metricsPort: Int?
+
+    @Option(help: "Input format: auto (JSON when the value starts with '{'), json or text. [env: MINIRBT_FORMAT] (default: auto)")
+    var format: String?
+
+    @Option(help: "JSON field holding the text. [env: MINIRBT_TEXT_FIELD] (default: text)")
+    var textField: String?
+
+    @Option(help: "JSON field holding the event id. [env: MINIRBT_ID_FIELD] (default: id)")
+    var idField: String?
+
+    @Option(help: "JSON field holding the optional second text. [env: MINIRBT_TEXT_PAIR_FIELD] (default: text_pair)")
+    var textPairField: String?
+
+    @Option(help: "Transactional id for exactly-once; unique per replica, stable across its restarts. [env: MINIRBT_TRANSACTIONAL_ID] (default: <group>-<host name>)")
+    var transactionalId: String?
+
+    @Option(name: .customLong("kafka"), help: "A librdkafka property, key=value (repeatable), e.g. --kafka security.protocol=SASL_SSL.")
+    var kafkaProperties: [String] = []
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error. [env: MINIRBT_LOG_LEVEL] (default: info)")
+    var logLevel: String?
+
+    func run() async throws {
+        let options = try RunOptions(self, environment: ProcessInfo.processInfo.environment)
+        var logger = Logger(label: "minirbt-stream")
+        logger.logLevel = options.logLevel
+
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+
+        logger.info("loading model", metadata: ["directory": "\(options.modelDirectory)"])
+        let loaded = try LoadedModel.load(directory: URL(fileURLWithPath: options.modelDirectory),
+                                          name: options.modelName, version: options.modelVersion)
+        let deployment = ModelDeployment(primary: loaded)
+        logger.info("model ready", metadata: ["name": "\(loaded.identity.name)", "version": "\(loaded.identity.version)",
+                                              "task": "\(loaded.model.task)"])
+
+        let consumer = try KafkaConsumer(configuration: options.consumer, logger: logger)
+        let producer = try KafkaProducer(configuration: options.producer, logger: logger)
+        let metrics = PipelineMetrics()
+        metrics.model(loaded.identity, role: "primary", active: true)
+        let service = StreamService(settings: options.stream, consumer: consumer, producer: producer,
+                                    deployment: deployment, metrics: metrics, logger: logger)
+
+        var services: [any Service] = [service]
+        if options.metricsPort > 0 {
+            services.append(StatusServer(port: options.metricsPort, logger: logger,
+                                         renderMetrics: { registry.emitToBuffer() },
+                                         readiness: { service.status.consuming ? nil : "the consumer is not running" }))
+        }
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
+                                          failureTerminationBehavior: .gracefullyShutdownGroup) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+    }
+}
+
+/// The run command's options after flags, environment and defaults are resolved and checked.
+struct RunOptions {
+    var stream = StreamSettings()
+    var consumer: ConsumerConfiguration
+    var producer: ProducerConfiguration
+    var modelDirectory: String
+    var modelName: String?
+    var modelVersion: String?
+    var metricsPort: Int
+    var logLevel: Logger.Level
+
+    init(_ command: RunCommand, environment: [String: String]) throws {
+        let env = EnvironmentFallback(environment)
+        let brokers = try env.value(command.brokers, "MINIRBT_BROKERS") ?? "127.0.0.1:9092"
+        let group = try env.value(command.group, "MINIRBT_GROUP") ?? "minirbt-stream"
+
+        stream.inputTopics = command.inputTopic.isEmpty
+            ? (environment["MINIRBT_INPUT_TOPIC"]?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } ?? [])
+            : command.inputTopic
+        stream.inputPattern = try env.value(command.inputPattern, "MINIRBT_INPUT_PATTERN")
+        guard !stream.inputTopics.isEmpty || stream.inputPattern != nil else {
+            throw ValidationError("say what to consume: --input-topic TOPIC (repeatable) or --input-pattern REGEX")
+        }
+        guard stream.inputTopics.isEmpty || stream.inputPattern == nil else {
+            throw ValidationError("--input-topic and --input-pattern exclude each other; got both")
+        }
+        stream.outputTopic = try env.value(command.outputTopic, "MINIRBT_OUTPUT_TOPIC") ?? stream.outputTopic
+        stream.deadLetterTopic = try env.value(command.dlqTopic, "MINIRBT_DLQ_TOPIC") ?? stream.deadLetterTopic
+        guard let model = try env.value(command.model, "MINIRBT_MODEL") else {
+            throw ValidationError("say which model to serve: --model DIR (an HF checkpoint directory)")
+        }
+        modelDirectory = model
+        modelName = try env.value(command.modelName, "MINIRBT_MODEL_NAME")
+        modelVersion = try env.value(command.modelVersion, "MINIRBT_MODEL_VERSION")
+
+        stream.shards = try env.value(command.shards, "MINIRBT_SHARDS") ?? ProcessInfo.processInfo.activeProcessorCount
+        stream.shard.maxBatch = try env.value(command.maxBatch, "MINIRBT_MAX_BATCH") ?? 32
+        stream.shard.maxWait = .milliseconds(try env.value(command.maxWaitMs, "MINIRBT_MAX_WAIT_MS") ?? 10)
+        stream.shard.maxLength = try env.value(command.maxLength, "MINIRBT_MAX_LENGTH") ?? 128
+        stream.shard.threads = try env.value(command.threadsPerShard, "MINIRBT_THREADS_PER_SHARD") ?? 1
+        stream.shard.queueCapacity = try env.value(command.queueCapacity, "MINIRBT_QUEUE_CAPACITY") ?? 8 * stream.shard.maxBatch
+        stream.shard.echoText = command.echoText || ["1", "true", "yes"].contains(environment["MINIRBT_ECHO_TEXT"]?.lowercased() ?? "")
+        for (name, value, minimum) in [("--shards", stream.shards, 1), ("--max-batch", stream.shard.maxBatch, 1),
+                                       ("--max-length", stream.shard.maxLength, 2),
+                                       ("--threads-per-shard", stream.shard.threads, 1),
+                                       ("--queue-capacity", stream.shard.queueCapacity, 1)] where value < minimum {
+            throw ValidationError("\(name) must be at least \(minimum), got \(value)")
+        }
+        let deliveryName = try env.value(command.delivery, "MINIRBT_DELIVERY") ?? DeliveryMode.atLeastOnce.rawValue
+        guard let delivery = DeliveryMode(rawValue: deliveryName) else {
+            throw ValidationError("--delivery must be at-least-once or exactly-once, got '\(deliveryName)'")
+        }
+        stream.delivery = delivery
+        let formatName = try env.value(command.format, "MINIRBT_FORMAT") ?? "auto"
+        guard let kind = EventFormat.Kind(rawValue: formatName) else {
+            throw ValidationError("--format must be auto, json or text, got '\(formatName)'")
+        }
+        stream.shard.format = EventFormat(kind: kind,
+                                          idField: try env.value(command.idField, "MINIRBT_ID_FIELD") ?? "id",
+                                          textField: try env.value(command.textField, "MINIRBT_TEXT_FIELD") ?? "text",
+                                          textPairField: try env.value(command.textPairField, "MINIRBT_TEXT_PAIR_FIELD") ?? "text_pair")
+        metricsPort = try env.value(command.metricsPort, "MINIRBT_METRICS_PORT") ?? 9464
+        let levelName = try env.value(command.logLevel, "MINIRBT_LOG_LEVEL") ?? "info"
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got '\(levelName)'")
+        }
+        logLevel = level
+
+        var kafka = KafkaConfiguration(bootstrapServers: brokers.split(separator: ",").map(String.init),
+                                       clientID: "minirbt-stream")
+        kafka.applyEnvironment(environment)
+        do { try kafka.apply(assignments: command.kafkaProperties) } catch {
+            throw ValidationError("\(error)")
+        }
+        consumer = ConsumerConfiguration(kafka: kafka, groupID: group)
+        consumer.revocationTimeout = stream.drainTimeout
+        producer = ProducerConfiguration(kafka: kafka)
+        if delivery == .exactlyOnce {
+            let host = ProcessInfo.processInfo.hostName
+            producer.transactionalID = try env.value(command.transactionalId, "MINIRBT_TRANSACTIONAL_ID") ?? "\(group)-\(host)"
+        }
+    }
+}
+
+/// Flag value, else the environment variable, parsed as the flag's type.
+struct EnvironmentFallback {
+    let environment: [String: String]
+
+    init(_ environment: [String: String]) {
+        self.environment = environment
+    }
+
+    func value(_ flag: String?, _ variable: String) throws -> String? {
+        flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    func value(_ flag: Int?, _ variable: String) throws -> Int? {
+        if let flag { return flag }
+        guard let text = environment[variable], !text.isEmpty else { return nil }
+        guard let number = Int(text) else {
+            throw ValidationError("\(variable) must be a whole number, got '\(text)'")
+        }
+        return number
+    }
+}

@@ -1,0 +1,68 @@
+@testable import AdminCLI
+import ArgumentParser
+import Foundation
+import ModelControl
+import Testing
+
+@Suite("minirbt-admin")
+struct AdminCLITests {
+    @Test("--help teaches the rollout flow with example commands")
+    func helpTeachesRollout() {
+        let help = AdminCommand.helpMessage()
+        for step in ["keygen", "publish", "deploy", "--canary", "promote", "rollback", "status", "history", "--wait"] {
+            #expect(help.contains(step), "help does not mention \(step)")
+        }
+        #expect(help.contains("minirbt-admin deploy sentiment v2 --canary 20"))
+        // The steps come in rollout order.
+        let order = ["1. keygen", "2. publish", "3. deploy", "4. status", "5. promote", "6. rollback"]
+        let positions = order.compactMap { help.range(of: $0)?.lowerBound }
+        #expect(positions.count == order.count && positions == positions.sorted())
+    }
+
+    @Test("deploy refuses --canary with --shadow, and shares outside 1...100")
+    func deployValidation() {
+        #expect(throws: (any Error).self) {
+            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "20", "--shadow", "--key", "k"])
+        }
+        #expect(throws: (any Error).self) {
+            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "0", "--key", "k"])
+        }
+        #expect(throws: Never.self) {
+            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "20", "--wait", "--key", "k"])
+        }
+    }
+
+    @Test("--wait succeeds when every live instance applied the message, fails naming the reason, ignores stale ones")
+    func waitEvaluation() throws {
+        let now = Date()
+        func beat(_ instance: String, applied: Int64?, failed: Int64? = nil, error: String? = nil, age: TimeInterval = 0) -> InstanceHeartbeat {
+            InstanceHeartbeat(instance: instance, deployment: "sentiment", lastError: error, appliedSequence: applied,
+                              failedSequence: failed, intervalMs: 1000, at: now.addingTimeInterval(-age))
+        }
+        var fleet = FleetStatus()
+        #expect(try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 5, now: now) == nil)
+        fleet.record(beat("a", applied: 5))
+        fleet.record(beat("b", applied: 4))
+        #expect(try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 5, now: now) == nil)
+        fleet.record(beat("c", applied: 1, age: 10))
+        fleet.record(beat("b", applied: 5))
+        #expect(try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 5, now: now)?.map(\.instance) == ["a", "b"])
+        fleet.record(beat("b", applied: 5, failed: 6, error: "loading sentiment/v3 failed: checksum mismatch"))
+        #expect { try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 6, now: now) } throws: { error in
+            "\(error)".contains("checksum mismatch") && "\(error)".contains("b failed")
+        }
+    }
+
+    @Test("status renders one row per instance")
+    func statusTable() throws {
+        let now = Date()
+        let heartbeat = InstanceHeartbeat(instance: "pod-1", deployment: "sentiment",
+                                          active: try ModelReference(name: "sentiment", version: "v1"),
+                                          candidate: try ModelReference(name: "sentiment", version: "v2"),
+                                          mode: "canary", canaryPercent: 20, assignedPartitions: ["events[0]", "events[1]"],
+                                          eventsPerSecond: 12.5, lag: 3, intervalMs: 5000, at: now)
+        let table = StatusCommand.table([heartbeat], now: now)
+        #expect(table.contains("pod-1") && table.contains("sentiment/v1") && table.contains("sentiment/v2 (canary 20%)"))
+        #expect(table.contains("events[0],events[1]") && table.contains("12.5"))
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+import ModelControl
+
+/// Shared models (read-only) and scratch registries for the control-plane tests.
+enum Fixtures {
+    /// `../shared/models/minirbt-h256-chnsenticorp`, located from this file, never copied into the repository.
+    static let sharedModels: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("shared/models/minirbt-h256-chnsenticorp")
+
+    static func checkpoint(_ version: String) -> URL { sharedModels.appendingPathComponent(version) }
+
+    /// A fresh registry directory, removed by the caller's `defer`.
+    static func temporaryDirectory(_ purpose: String) throws -> URL {
+        let url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("minirbt-\(purpose)-\(UUID().uuidString.prefix(8))", isDirectory: true)
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    static func reference(_ version: String, name: String = "sentiment") -> ModelReference {
+        // Literal, valid test names: a failure here is a bug in the test itself.
+        guard let reference = try? ModelReference(name: name, version: version) else {
+            preconditionFailure("invalid test reference \(name)/\(version)")
+        }
+        return reference
+    }
+
+    /// A registry with the shared checkpoints published under `sentiment/<version>`.
+    static func registry(publishing versions: [String], purpose: String) throws -> (registry: ModelRegistry, root: URL) {
+        let root = try temporaryDirectory(purpose)
+        let registry = ModelRegistry(root: root)
+        for version in versions {
+            try registry.publish(reference(version), from: checkpoint(version))
+        }
+        return (registry, root)
+    }
+}

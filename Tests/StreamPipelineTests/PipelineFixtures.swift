@@ -1,0 +1,123 @@
+import Foundation
+import Kafka
+import Logging
+import ServiceLifecycle
+@testable import StreamPipeline
+
+enum PipelineFixtures {
+    /// `../shared` beside the repository.
+    static let sharedRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("shared")
+
+    struct Review {
+        var id: String
+        var text: String
+        var line: String
+    }
+
+    static func devReviews(limit: Int) throws -> [Review] {
+        let url = sharedRoot.appendingPathComponent("data/chnsenticorp/dev.jsonl")
+        return try String(contentsOf: url, encoding: .utf8).split(separator: "\n").prefix(limit).map { line in
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            return Review(id: object?["id"] as? String ?? "", text: object?["text"] as? String ?? "", line: String(line))
+        }
+    }
+}
+
+/// The test run's broker: `MINIRBT_TEST_BROKERS`, set by scripts/test.sh.
+enum PipelineBroker {
+    static var bootstrapServers: String {
+        get throws {
+            guard let servers = ProcessInfo.processInfo.environment["MINIRBT_TEST_BROKERS"], !servers.isEmpty else {
+                throw PipelineTestFailure("MINIRBT_TEST_BROKERS is not set: run the tests with scripts/test.sh")
+            }
+            return servers
+        }
+    }
+
+    static var kafka: KafkaConfiguration {
+        get throws { KafkaConfiguration(bootstrapServers: [try bootstrapServers], clientID: "minirbt-pipeline-tests") }
+    }
+
+    static let logger: Logger = {
+        var logger = Logger(label: "pipeline-tests")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    static func uniqueName(_ purpose: String) -> String {
+        "pipeline-\(purpose)-\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    static func createTopic(_ purpose: String, partitions: Int32) async throws -> String {
+        let name = uniqueName(purpose)
+        let admin = try KafkaAdmin(configuration: try kafka, logger: logger)
+        _ = try await admin.createTopic(TopicSpecification(name: name, partitions: partitions))
+        return name
+    }
+
+    static func produce(_ records: [(key: String, value: [UInt8])], to topic: String) async throws {
+        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: try kafka), logger: logger)
+        for record in records {
+            _ = try await producer.send(ProducerRecord(topic: topic, key: Array(record.key.utf8), value: record.value))
+        }
+        await producer.close()
+    }
+
+    /// Reads `count` records from the start of every partition of `topics` (manual assignment).
+    static func read(_ topics: [String], count: Int, isolation: ConsumerConfiguration.IsolationLevel = .readCommitted)
+        async throws -> [ConsumerRecord] {
+        let admin = try KafkaAdmin(configuration: try kafka, logger: logger)
+        var configuration = ConsumerConfiguration(kafka: try kafka)
+        configuration.isolationLevel = isolation
+        let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+        var assignment: [TopicPartition: KafkaOffset] = [:]
+        for topic in topics {
+            for partition in 0..<Int32(try await admin.describeTopic(topic).partitionCount) {
+                assignment[TopicPartition(topic: topic, partition: partition)] = .beginning
+            }
+        }
+        try await consumer.assign(assignment)
+        var records: [ConsumerRecord] = []
+        for try await event in consumer.events {
+            if case .message(let record) = event { records.append(record) }
+            if records.count >= count { break }
+        }
+        await consumer.close()
+        return records
+    }
+
+    /// Runs the service until `body` returns, then shuts it down gracefully, failing after `timeout`.
+    static func runService<T: Sendable>(settings: StreamSettings, model: LoadedModel, group: String,
+                                        timeout: Duration = .seconds(240),
+                                        _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let consumer = try KafkaConsumer(configuration: ConsumerConfiguration(kafka: try kafka, groupID: group),
+                                         logger: logger)
+        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: try kafka), logger: logger)
+        let service = StreamService(settings: settings, consumer: consumer, producer: producer,
+                                    deployment: ModelDeployment(primary: model), logger: logger)
+        let serviceGroup = ServiceGroup(services: [service], logger: logger)
+        return try await withThrowingTaskGroup(of: T?.self) { tasks in
+            tasks.addTask { try await serviceGroup.run(); return nil }
+            tasks.addTask {
+                try await Task.sleep(for: timeout)
+                throw PipelineTestFailure("the pipeline did not deliver within \(timeout)")
+            }
+            tasks.addTask { try await body() }
+            var result: T?
+            while result == nil, let next = try await tasks.next() {
+                result = next
+            }
+            await serviceGroup.triggerGracefulShutdown()
+            tasks.cancelAll()
+            guard let result else { throw PipelineTestFailure("the service stopped before the test finished") }
+            return result
+        }
+    }
+}
+
+struct PipelineTestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
