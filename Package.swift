@@ -87,12 +87,12 @@ let package = Package(
         .executableTarget(name: "MiniRBTBench", dependencies: ["MiniRBT"], path: "bench/Sources/MiniRBTBench"),
 
         .testTarget(name: "MiniRBTTests", dependencies: ["MiniRBT"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "KafkaTests", dependencies: ["Kafka"], linkerSettings: rdkafkaRPath),
-        .testTarget(name: "StreamPipelineTests", dependencies: ["StreamPipeline"], linkerSettings: rdkafkaRPath),
-        .testTarget(name: "StreamCLITests", dependencies: ["StreamCLI"], linkerSettings: rdkafkaRPath),
-        // Broker start-up shared by test targets that need a real Kafka.
+        // The test run's broker, shared by every test target that talks to Kafka.
         .target(name: "KafkaTestSupport", dependencies: ["Kafka", .product(name: "Logging", package: "swift-log")],
                 path: "Tests/KafkaTestSupport"),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka", "KafkaTestSupport"], linkerSettings: rdkafkaRPath),
+        .testTarget(name: "StreamPipelineTests", dependencies: ["StreamPipeline", "KafkaTestSupport"], linkerSettings: rdkafkaRPath),
+        .testTarget(name: "StreamCLITests", dependencies: ["StreamCLI"], linkerSettings: rdkafkaRPath),
         .testTarget(name: "ModelControlTests", dependencies: ["ModelControl", "StreamPipeline", "KafkaTestSupport"],
                     linkerSettings: rdkafkaRPath),
         .testTarget(name: "AdminCLITests", dependencies: ["AdminCLI"], linkerSettings: rdkafkaRPath),

@@ -136,15 +136,16 @@ public final class StreamService: Service, Sendable {
     /// already, so those revocations are acknowledged at once and late records are left to the next owner.
     private func closeConsumer() async {
         let events = consumer.events
-        async let drained: Void = {
+        // Unstructured, so a cancelled shutdown still acknowledges and close() does not wait out its timeout.
+        let drain = Task {
             do {
                 for try await event in events {
                     if case .revoked(_, let acknowledgement) = event { acknowledgement.acknowledge() }
                 }
             } catch {}
-        }()
+        }
         await consumer.close()
-        await drained
+        await drain.value
     }
 
     // MARK: Consumer loop

@@ -140,7 +140,7 @@ struct BundleVerificationTests {
         do {
             _ = try BundleVerifier.verify(directory: copy, expecting: Fixtures.reference("v1"))
             Issue.record("the corrupt bundle verified")
-        } catch let error as BundleError {
+        } catch {
             #expect(check(error), "unexpected error: \(error)")
         }
         // The original is untouched by the corruption of its copy.

@@ -12,10 +12,10 @@ struct ControlListenerTests {
     func deployForgeReplayFail() async throws {
         let (registry, root) = try Fixtures.registry(publishing: ["v1", "v2"], purpose: "listener")
         defer { try? FileManager.default.removeItem(at: root) }
-        let kafka = SharedTestBroker.kafka()
-        let logger = SharedTestBroker.logger
-        let controlTopic = SharedTestBroker.uniqueTopic("control")
-        let statusTopic = SharedTestBroker.uniqueTopic("status")
+        let kafka = TestBroker.kafka()
+        let logger = TestBroker.logger
+        let controlTopic = TestBroker.uniqueTopic("control")
+        let statusTopic = TestBroker.uniqueTopic("status")
         let admin = try KafkaAdmin(configuration: kafka, logger: logger)
         try await ControlTopics.ensure(controlTopic, admin: admin)
         try await ControlTopics.ensure(statusTopic, admin: admin)
@@ -97,13 +97,13 @@ struct ControlListenerTests {
     /// The next heartbeat on the status topic that satisfies `condition`.
     private func nextHeartbeat(from reader: TopicFollower,
                                _ condition: @escaping @Sendable (InstanceHeartbeat) -> Bool) async throws -> InstanceHeartbeat {
-        try await withTestDeadline(.seconds(60), "a heartbeat") {
+        try await withDeadline(.seconds(60), "a heartbeat") {
             for try await event in reader.events {
                 guard case .message(let record) = event, let value = record.value,
                       let heartbeat = try? JSONDecoder.control.decode(InstanceHeartbeat.self, from: Data(value)) else { continue }
                 if condition(heartbeat) { return heartbeat }
             }
-            throw SupportFailure("the status topic ended")
+            throw TestFailure("the status topic ended")
         }
     }
 }

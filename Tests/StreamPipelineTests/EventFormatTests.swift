@@ -7,7 +7,8 @@ let badEvents: [(name: String, value: [UInt8], code: EventDecodingError.Code)] =
     ("truncated UTF-8 sequence", Array("好".utf8.dropLast()), .invalidUTF8),
     ("malformed JSON", Array(#"{"id": 1, "text": "好"#.utf8), .malformedJSON),
     ("trailing garbage", Array(#"{"text": "好"} x"#.utf8), .malformedJSON),
-    ("JSON array where an object is expected", Array(#"["text"]"#.utf8), .notAnObject),
+    ("text under another field name", Array(#"{"content": "好"}"#.utf8), .missingText),
+    ("boolean text", Array(#"{"text": true}"#.utf8), .textNotString),
     ("missing text", Array(#"{"id": "a"}"#.utf8), .missingText),
     ("null text", Array(#"{"id": "a", "text": null}"#.utf8), .missingText),
     ("numeric text", Array(#"{"text": 42}"#.utf8), .textNotString),
@@ -30,6 +31,16 @@ let badEvents: [(name: String, value: [UInt8], code: EventDecodingError.Code)] =
         }
         #expect(error.code == event.code, "\(name): \(error)")
         #expect(!error.message.isEmpty)
+    }
+
+    @Test func jsonFormatRefusesWhatIsNotAnObject() {
+        for value in [#"["text"]"#, #""好""#, "42", "房间很干净"] {
+            guard case .failure(let error) = EventFormat(kind: .json).decode(Array(value.utf8)) else {
+                Issue.record("\(value) was accepted as a JSON event")
+                continue
+            }
+            #expect([.notAnObject, .malformedJSON].contains(error.code), "\(value): \(error)")
+        }
     }
 
     @Test func jsonEventsKeepIdTextAndPair() throws {
@@ -67,6 +78,8 @@ let badEvents: [(name: String, value: [UInt8], code: EventDecodingError.Code)] =
         tracker.markCommitted(13)
         #expect(tracker.nextCommit == nil)
         tracker.acknowledge(14)
+        #expect(tracker.nextCommit == nil, "offset 13 is still in flight")
+        tracker.acknowledge(13)
         #expect(tracker.nextCommit == 15)
         #expect(tracker.inFlight == 0)
     }
@@ -75,9 +88,12 @@ let badEvents: [(name: String, value: [UInt8], code: EventDecodingError.Code)] =
         var tracker = OffsetTracker()
         tracker.register(0)
         tracker.register(1)
-        #expect(tracker.acknowledge(1))
-        #expect(!tracker.acknowledge(1))
-        #expect(!tracker.acknowledge(7))
+        let first = tracker.acknowledge(1)
+        let again = tracker.acknowledge(1)
+        let unknown = tracker.acknowledge(7)
+        #expect(first)
+        #expect(!again)
+        #expect(!unknown)
         #expect(tracker.nextCommit == nil)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Kafka
 import Logging
+import KafkaTestSupport
 import ServiceLifecycle
 @testable import StreamPipeline
 
@@ -25,40 +26,19 @@ enum PipelineFixtures {
     }
 }
 
-/// The test run's broker: `MINIRBT_TEST_BROKERS`, set by scripts/test.sh.
+/// What the pipeline tests need beyond ``TestBroker``: feeding events, reading outputs, running the service.
 enum PipelineBroker {
-    static var bootstrapServers: String {
-        get throws {
-            guard let servers = ProcessInfo.processInfo.environment["MINIRBT_TEST_BROKERS"], !servers.isEmpty else {
-                throw PipelineTestFailure("MINIRBT_TEST_BROKERS is not set: run the tests with scripts/test.sh")
-            }
-            return servers
-        }
-    }
+    static var kafka: KafkaConfiguration { TestBroker.kafka }
+    static var logger: Logger { TestBroker.logger }
 
-    static var kafka: KafkaConfiguration {
-        get throws { KafkaConfiguration(bootstrapServers: [try bootstrapServers], clientID: "minirbt-pipeline-tests") }
-    }
-
-    static let logger: Logger = {
-        var logger = Logger(label: "pipeline-tests")
-        logger.logLevel = .warning
-        return logger
-    }()
-
-    static func uniqueName(_ purpose: String) -> String {
-        "pipeline-\(purpose)-\(UUID().uuidString.prefix(8).lowercased())"
-    }
+    static func uniqueName(_ purpose: String) -> String { TestBroker.uniqueTopic(purpose) }
 
     static func createTopic(_ purpose: String, partitions: Int32) async throws -> String {
-        let name = uniqueName(purpose)
-        let admin = try KafkaAdmin(configuration: try kafka, logger: logger)
-        _ = try await admin.createTopic(TopicSpecification(name: name, partitions: partitions))
-        return name
+        try await TestBroker.createTopic(purpose, partitions: partitions)
     }
 
     static func produce(_ records: [(key: String, value: [UInt8])], to topic: String) async throws {
-        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: try kafka), logger: logger)
+        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: logger)
         for record in records {
             _ = try await producer.send(ProducerRecord(topic: topic, key: Array(record.key.utf8), value: record.value))
         }
@@ -68,8 +48,8 @@ enum PipelineBroker {
     /// Reads `count` records from the start of every partition of `topics` (manual assignment).
     static func read(_ topics: [String], count: Int, isolation: ConsumerConfiguration.IsolationLevel = .readCommitted)
         async throws -> [ConsumerRecord] {
-        let admin = try KafkaAdmin(configuration: try kafka, logger: logger)
-        var configuration = ConsumerConfiguration(kafka: try kafka)
+        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
+        var configuration = ConsumerConfiguration(kafka: kafka)
         configuration.isolationLevel = isolation
         let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
         var assignment: [TopicPartition: KafkaOffset] = [:]
@@ -92,32 +72,26 @@ enum PipelineBroker {
     static func runService<T: Sendable>(settings: StreamSettings, model: LoadedModel, group: String,
                                         timeout: Duration = .seconds(240),
                                         _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        let consumer = try KafkaConsumer(configuration: ConsumerConfiguration(kafka: try kafka, groupID: group),
+        let consumer = try KafkaConsumer(configuration: ConsumerConfiguration(kafka: kafka, groupID: group),
                                          logger: logger)
-        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: try kafka), logger: logger)
+        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: logger)
         let service = StreamService(settings: settings, consumer: consumer, producer: producer,
                                     deployment: ModelDeployment(primary: model), logger: logger)
         let serviceGroup = ServiceGroup(services: [service], logger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { tasks in
             tasks.addTask { try await serviceGroup.run(); return nil }
-            tasks.addTask {
-                try await Task.sleep(for: timeout)
-                throw PipelineTestFailure("the pipeline did not deliver within \(timeout)")
+            let result: T
+            do {
+                result = try await withDeadline(timeout, "the pipeline's outputs", body)
+            } catch {
+                await serviceGroup.triggerGracefulShutdown()
+                throw error
             }
-            tasks.addTask { try await body() }
-            var result: T?
-            while result == nil, let next = try await tasks.next() {
-                result = next
-            }
+            // A graceful stop, as on SIGTERM: the group must drain and return on its own.
             await serviceGroup.triggerGracefulShutdown()
-            tasks.cancelAll()
-            guard let result else { throw PipelineTestFailure("the service stopped before the test finished") }
+            try await tasks.waitForAll()
             return result
         }
     }
 }
 
-struct PipelineTestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}

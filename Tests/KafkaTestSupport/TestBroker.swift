@@ -5,14 +5,14 @@ import Logging
 import Glibc
 #endif
 
-/// The broker the control-plane tests talk to, shared by every test target that depends on this one.
+/// The broker every Kafka test talks to.
 ///
 /// `MINIRBT_TEST_BROKERS` (set by the CI script after `scripts/broker.sh start`) wins; otherwise one Tansu
-/// process is started lazily per test process. It runs under a shell watchdog that reads a pipe from this
-/// process: when the process exits, however it exits, the pipe closes and the watchdog stops the broker.
-///
-/// Note: KafkaTests still carries its own `TestBroker`; it can move onto this target unchanged in behaviour.
-public enum SharedTestBroker {
+/// process is started lazily for the whole test process, so a plain `swift test` works on a developer box.
+/// That process runs under a shell watchdog holding a pipe from us: when this process exits (however it
+/// exits) the pipe closes and the watchdog kills the broker. KILL, because a Tansu 0.6 started this way was
+/// seen to ignore TERM and INT, and its in-memory storage has nothing to flush anyway.
+public enum TestBroker {
     public static let bootstrapServers: String = {
         if let configured = ProcessInfo.processInfo.environment["MINIRBT_TEST_BROKERS"], !configured.isEmpty {
             return configured
@@ -24,12 +24,16 @@ public enum SharedTestBroker {
         }
     }()
 
-    public static func kafka(client: String = "minirbt-control-tests") -> KafkaConfiguration {
+    public static func kafka(client: String = "minirbt-tests") -> KafkaConfiguration {
         KafkaConfiguration(bootstrapServers: [bootstrapServers], clientID: client)
     }
 
+    public static var kafka: KafkaConfiguration {
+        KafkaConfiguration(bootstrapServers: [bootstrapServers], clientID: "minirbt-kafka-tests")
+    }
+
     public static let logger: Logger = {
-        var logger = Logger(label: "control-tests")
+        var logger = Logger(label: "kafka-tests")
         logger.logLevel = .warning
         return logger
     }()
@@ -39,6 +43,16 @@ public enum SharedTestBroker {
         "test-\(purpose)-\(UUID().uuidString.prefix(8).lowercased())"
     }
 
+    /// Creates a fresh topic and returns its name.
+    public static func createTopic(_ purpose: String, partitions: Int32, config: [String: String] = [:]) async throws -> String {
+        let name = uniqueTopic(purpose)
+        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
+        let outcome = try await admin.createTopic(TopicSpecification(name: name, partitions: partitions, config: config))
+        guard outcome == .created else { throw TestFailure("topic \(name) unexpectedly existed") }
+        return name
+    }
+
+    // Kept alive for the life of the process: its write end is the watchdog's lifeline.
     nonisolated(unsafe) private static var lifeline: Pipe?
 
     private static func startPrivateBroker() throws -> String {
@@ -47,11 +61,12 @@ public enum SharedTestBroker {
             ?? ((environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/minirbt")
         let tansu = environment["TANSU_BIN"] ?? deps + "/bin/tansu"
         guard FileManager.default.isExecutableFile(atPath: tansu) else {
-            throw SupportFailure("tansu not found at \(tansu); run scripts/setup.sh or set MINIRBT_TEST_BROKERS")
+            throw TestFailure("tansu not found at \(tansu); run scripts/setup.sh or set MINIRBT_TEST_BROKERS")
         }
         let port = try freeLoopbackPort()
         let address = "127.0.0.1:\(port)"
-        let logPath = NSTemporaryDirectory() + "minirbt-control-test-broker-\(port).log"
+        let logPath = NSTemporaryDirectory() + "minirbt-test-broker-\(port).log"
+
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", """
@@ -59,30 +74,32 @@ public enum SharedTestBroker {
                 --storage-engine memory://tansu/ >"$2" 2>&1 </dev/null &
             broker=$!
             cat >/dev/null
-            kill -TERM "$broker" 2>/dev/null
+            kill -KILL "$broker" 2>/dev/null
             """, tansu, address, logPath]
         let pipe = Pipe()
         process.standardInput = pipe
         try process.run()
         lifeline = pipe
+
         let deadline = Date().addingTimeInterval(20)
-        while !accepts(port: port) {
-            guard Date() < deadline else { throw SupportFailure("tansu did not listen on \(address) within 20 s (log: \(logPath))") }
-            // Polling an external process's start-up, not synchronising tests.
+        while !canConnect(port: port) {
+            guard Date() < deadline else { throw TestFailure("tansu did not listen on \(address) within 20 s (log: \(logPath))") }
+            // Start-up poll of an external process, not synchronisation between tests.
             usleep(50_000)
         }
+        FileHandle.standardError.write(Data("[KafkaTests] started tansu on \(address), log \(logPath)\n".utf8))
         return address
     }
 
     private static func freeLoopbackPort() throws -> UInt16 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw SupportFailure("socket() failed: errno \(errno)") }
+        guard fd >= 0 else { throw TestFailure("socket() failed: errno \(errno)") }
         defer { close(fd) }
         var address = loopback(port: 0)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0 else { throw SupportFailure("bind() failed: errno \(errno)") }
+        guard bound == 0 else { throw TestFailure("bind() failed: errno \(errno)") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
@@ -90,7 +107,7 @@ public enum SharedTestBroker {
         return UInt16(bigEndian: address.sin_port)
     }
 
-    private static func accepts(port: UInt16) -> Bool {
+    private static func canConnect(port: UInt16) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
@@ -109,16 +126,15 @@ public enum SharedTestBroker {
     }
 }
 
-/// A test precondition that did not hold.
-public struct SupportFailure: Error, CustomStringConvertible {
+public struct TestFailure: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
 }
 
-/// Runs `body`, failing with a clear message if it has not finished by `timeout` (a deadline, not a sleep
-/// used for synchronisation: the body awaits real events).
-public func withTestDeadline<T: Sendable>(_ timeout: Duration, _ what: String,
-                                          _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+/// Runs `body`, failing with a clear message if it has not finished by `timeout`.
+/// A deadline, not a synchronisation sleep: the body awaits real events.
+public func withDeadline<T: Sendable>(_ timeout: Duration, _ what: String,
+                              _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await body() }
         group.addTask {
@@ -127,8 +143,28 @@ public func withTestDeadline<T: Sendable>(_ timeout: Duration, _ what: String,
         }
         defer { group.cancelAll() }
         guard let first = try await group.next(), let value = first else {
-            throw SupportFailure("timed out after \(timeout) waiting for \(what)")
+            throw TestFailure("timed out after \(timeout) waiting for \(what)")
         }
         return value
+    }
+}
+
+extension ConsumerRecord {
+    public var valueText: String { String(decoding: value ?? [], as: UTF8.self) }
+    public var keyText: String? { key.map { String(decoding: $0, as: UTF8.self) } }
+}
+
+extension KafkaConsumer {
+    /// Closes while reading the remaining events, acknowledging the final revocation the way a pipeline
+    /// would once its in-flight work is done (here there is none).
+    public func closeAcknowledgingRevocations() async throws {
+        let events = self.events
+        async let drained: Void = {
+            for try await event in events {
+                if case .revoked(_, let acknowledgement) = event { acknowledgement.acknowledge() }
+            }
+        }()
+        await close()
+        try await drained
     }
 }
