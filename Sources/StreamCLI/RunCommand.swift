@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import Logging
 import Metrics
+import ModelControl
 import Prometheus
 import ServiceLifecycle
 import StreamPipeline
@@ -49,7 +50,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Dead-letter topic for events that cannot be processed. [env: MINIRBT_DLQ_TOPIC] (default: minirbt-dead-letters)")
     var dlqTopic: String?
 
-    @Option(help: "HF checkpoint directory of the model to serve. [env: MINIRBT_MODEL]")
+    @Option(help: "HF checkpoint directory of the model to serve; with --registry, the model used until a version is deployed. [env: MINIRBT_MODEL]")
     var model: String?
 
     @Option(help: "Name reported in results (default: the checkpoint directory's parent). [env: MINIRBT_MODEL_NAME]")
@@ -57,6 +58,27 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(help: "Version reported in results (default: the checkpoint directory's name). [env: MINIRBT_MODEL_VERSION]")
     var modelVersion: String?
+
+    @Option(help: "Model registry root (<root>/<name>/<version>/); with it the model follows the control topic. [env: MINIRBT_REGISTRY]")
+    var registry: String?
+
+    @Option(help: "Deployment this replica serves, as named by `minirbt-admin deploy`. [env: MINIRBT_DEPLOYMENT]")
+    var deployment: String?
+
+    @Option(help: "Compacted topic of signed control messages. [env: MINIRBT_CONTROL_TOPIC] (default: minirbt-control)")
+    var controlTopic: String?
+
+    @Option(help: "Topic for this replica's status heartbeats. [env: MINIRBT_STATUS_TOPIC] (default: minirbt-status)")
+    var statusTopic: String?
+
+    @Option(help: "Topic for the candidate's results in shadow mode. [env: MINIRBT_SHADOW_TOPIC] (default: minirbt-shadow)")
+    var shadowTopic: String?
+
+    @Option(help: "Public key file that control messages must be signed with (minirbt-admin keygen). [env: MINIRBT_VERIFY_KEY]")
+    var verifyKey: String?
+
+    @Option(help: "This replica's name in heartbeats. [env: MINIRBT_INSTANCE_ID] (default: host name and process id)")
+    var instanceId: String?
 
     @Option(help: "Inference shards (threads); each owns a share of the partitions. [env: MINIRBT_SHARDS] (default: cores)")
     var shards: Int?
@@ -114,21 +136,56 @@ struct RunCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
-        logger.info("loading model", metadata: ["directory": "\(options.modelDirectory)"])
-        let loaded = try LoadedModel.load(directory: URL(fileURLWithPath: options.modelDirectory),
-                                          name: options.modelName, version: options.modelVersion)
-        let deployment = ModelDeployment(primary: loaded)
-        logger.info("model ready", metadata: ["name": "\(loaded.identity.name)", "version": "\(loaded.identity.version)",
-                                              "task": "\(loaded.model.task)"])
-
         let consumer = try KafkaConsumer(configuration: options.consumer, logger: logger)
         let producer = try KafkaProducer(configuration: options.producer, logger: logger)
         let metrics = PipelineMetrics()
-        metrics.model(loaded.identity, role: "primary", active: true)
+        var fallback: (@Sendable () throws -> LoadedModel)?
+        if let directory = options.modelDirectory {
+            let (name, version) = (options.modelName, options.modelVersion)
+            fallback = { try LoadedModel.load(directory: URL(fileURLWithPath: directory), name: name, version: version) }
+        }
+
+        // With a registry, the control topic decides the model, read to its end before the first event.
+        var control: (listener: ControlListener, reporter: StatusReporter)?
+        let deployment: ModelDeployment
+        if let settings = options.control {
+            let statusProducer = try KafkaProducer(configuration: ProducerConfiguration(kafka: options.kafka), logger: logger)
+            let reporter = StatusReporter(producer: statusProducer, topic: settings.statusTopic,
+                                          instance: settings.instanceID, deployment: settings.deployment,
+                                          interval: .seconds(5), logger: logger)
+            var listenerSettings = ControlListener.Configuration(
+                deployment: settings.deployment, registry: ModelRegistry(root: URL(fileURLWithPath: settings.registry)),
+                verifier: ControlVerifier(trustedKeys: [try SigningKeyFiles.readPublicKey(URL(fileURLWithPath: settings.verifyKey))]),
+                kafka: options.kafka)
+            listenerSettings.controlTopic = settings.controlTopic
+            let listener = try ControlListener(configuration: listenerSettings, reporter: reporter, logger: logger)
+            logger.info("reading the control topic", metadata: ["topic": "\(settings.controlTopic)",
+                                                              "deployment": "\(settings.deployment)"])
+            deployment = try await listener.catchUp(fallback: fallback)
+            control = (listener, reporter)
+        } else if let fallback {
+            logger.info("loading model", metadata: ["directory": "\(options.modelDirectory ?? "")"])
+            deployment = ModelDeployment(primary: try fallback())
+        } else {
+            throw ValidationError("say which model to serve: --model DIR, or --registry with --deployment")
+        }
+        let serving = deployment.current.primary
+        metrics.model(serving.identity, role: "primary", active: true)
+        logger.info("model ready", metadata: ["name": "\(serving.identity.name)", "version": "\(serving.identity.version)",
+                                              "task": "\(serving.model.task)"])
+
         let service = StreamService(settings: options.stream, consumer: consumer, producer: producer,
                                     deployment: deployment, metrics: metrics, logger: logger)
-
         var services: [any Service] = [service]
+        if let control {
+            control.reporter.observe {
+                let status = service.status
+                return ServiceObservation(assignedPartitions: status.assigned.map(\.description),
+                                          processedEvents: service.metrics.snapshot.produced,
+                                          lastError: status.lastError)
+            }
+            services += [control.listener, control.reporter]
+        }
         if options.metricsPort > 0 {
             services.append(StatusServer(port: options.metricsPort, logger: logger,
                                          renderMetrics: { registry.emitToBuffer() },
@@ -148,8 +205,21 @@ struct RunOptions {
     var stream = StreamSettings()
     var consumer: ConsumerConfiguration
     var producer: ProducerConfiguration
-    var modelDirectory: String
+    var kafka: KafkaConfiguration
+    var modelDirectory: String?
     var modelName: String?
+    var control: ControlSettings?
+
+    /// Hot-swap settings, present when the model follows a registry deployment.
+    struct ControlSettings {
+        var registry: String
+        var deployment: String
+        var controlTopic: String
+        var statusTopic: String
+        var verifyKey: String
+        var instanceID: String
+    }
+
     var modelVersion: String?
     var metricsPort: Int
     var logLevel: Logger.Level
@@ -171,10 +241,25 @@ struct RunOptions {
         }
         stream.outputTopic = try env.value(command.outputTopic, "MINIRBT_OUTPUT_TOPIC") ?? stream.outputTopic
         stream.deadLetterTopic = try env.value(command.dlqTopic, "MINIRBT_DLQ_TOPIC") ?? stream.deadLetterTopic
-        guard let model = try env.value(command.model, "MINIRBT_MODEL") else {
-            throw ValidationError("say which model to serve: --model DIR (an HF checkpoint directory)")
+        modelDirectory = try env.value(command.model, "MINIRBT_MODEL")
+        stream.shadowTopic = try env.value(command.shadowTopic, "MINIRBT_SHADOW_TOPIC") ?? stream.shadowTopic
+        if let registry = try env.value(command.registry, "MINIRBT_REGISTRY") {
+            guard let deployment = try env.value(command.deployment, "MINIRBT_DEPLOYMENT") else {
+                throw ValidationError("--registry needs --deployment NAME: the deployment whose control messages this replica follows")
+            }
+            guard let verifyKey = try env.value(command.verifyKey, "MINIRBT_VERIFY_KEY") else {
+                throw ValidationError("--registry needs --verify-key FILE: control messages are accepted only when signed by its key")
+            }
+            let host = ProcessInfo.processInfo.hostName
+            control = ControlSettings(
+                registry: registry, deployment: deployment,
+                controlTopic: try env.value(command.controlTopic, "MINIRBT_CONTROL_TOPIC") ?? ControlTopics.defaultControlTopic,
+                statusTopic: try env.value(command.statusTopic, "MINIRBT_STATUS_TOPIC") ?? ControlTopics.defaultStatusTopic,
+                verifyKey: verifyKey,
+                instanceID: try env.value(command.instanceId, "MINIRBT_INSTANCE_ID") ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)")
+        } else if modelDirectory == nil {
+            throw ValidationError("say which model to serve: --model DIR (an HF checkpoint directory), or --registry ROOT --deployment NAME")
         }
-        modelDirectory = model
         modelName = try env.value(command.modelName, "MINIRBT_MODEL_NAME")
         modelVersion = try env.value(command.modelVersion, "MINIRBT_MODEL_VERSION")
 
@@ -217,6 +302,7 @@ struct RunOptions {
         do { try kafka.apply(assignments: command.kafkaProperties) } catch {
             throw ValidationError("\(error)")
         }
+        self.kafka = kafka
         consumer = ConsumerConfiguration(kafka: kafka, groupID: group)
         consumer.revocationTimeout = stream.drainTimeout
         producer = ProducerConfiguration(kafka: kafka)

@@ -58,6 +58,11 @@ public final class ModelDeployment: Sendable {
         state.withLock { $0 = ModelSelection(primary: model, candidate: nil, mode: .single) }
     }
 
+    /// Replaces the whole selection at once, so no batch sees a new primary without its candidate.
+    public func serve(_ selection: ModelSelection) {
+        state.withLock { $0 = selection }
+    }
+
     /// Serves `candidate` beside the primary, in canary or shadow mode.
     public func trial(_ candidate: LoadedModel, mode: RolloutMode) {
         state.withLock {

@@ -96,6 +96,19 @@ import Testing
         #expect(tensors["scalar"] == Tensor(shape: [], values: [-7.25]))
     }
 
+    /// A header length whose low byte is 0x80 (pickle's PROTO opcode) is still safetensors.
+    @Test func safeTensorsWhoseHeaderLengthStartsLikeAPickle() throws {
+        var header = Array(#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#.utf8)
+        header += [UInt8](repeating: UInt8(ascii: " "), count: 0x80 - header.count)
+        var bytes: [UInt8] = [0x80, 0, 0, 0, 0, 0, 0, 0] + header
+        for value in [Float(1.5), -2] { bytes += withUnsafeBytes(of: value.bitPattern.littleEndian, Array.init) }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("header-0x80-\(UUID()).safetensors")
+        try Data(bytes).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let tensors = try WeightFile.load(url)
+        #expect(tensors["w"] == Tensor(shape: [2], values: [1.5, -2]))
+    }
+
     @Test func halfWideningMatchesFloat16ForEveryBitPattern() {
         for bits in UInt16.min...UInt16.max {
             let reference = Float(Float16(bitPattern: bits))

@@ -26,10 +26,13 @@ public enum WeightFile {
 
         init?(sniffing data: Data) {
             let bytes = Array(data.prefix(9))
-            if bytes.starts(with: ZipArchive.localHeaderMagic) || bytes.starts(with: [PickleMachine.protoOpcode]) {
-                self = .torch
-            } else if bytes.count == 9, bytes[8] == UInt8(ascii: "{") {
+            // A safetensors header length can begin with any byte, 0x80 included, so its JSON brace decides
+            // first; a pickle's PROTO opcode is followed by a protocol number torch actually writes (2...5).
+            if bytes.count == 9, bytes[8] == UInt8(ascii: "{") {
                 self = .safeTensors
+            } else if bytes.starts(with: ZipArchive.localHeaderMagic)
+                        || (bytes.count >= 2 && bytes[0] == PickleMachine.protoOpcode && (2...5).contains(bytes[1])) {
+                self = .torch
             } else {
                 return nil
             }

@@ -149,12 +149,8 @@ public final class ControlListener: Service, Sendable {
             let primary = try await desired.primary.asyncMap { try await model($0, from: current, for: message) }
                 ?? current.primary
             let candidate = try await desired.candidate.asyncMap { try await model($0, from: current, for: message) }
-            if let candidate {
-                if primary !== current.primary { deployment.activate(primary) }
-                deployment.trial(candidate, mode: desired.mode.rolloutMode)
-            } else {
-                deployment.activate(primary)
-            }
+            deployment.serve(ModelSelection(primary: primary, candidate: candidate,
+                                             mode: candidate == nil ? .single : desired.mode.rolloutMode))
             logger.info("now serving", metadata: ["message": "\(message.summary)"])
             report(deployment.current, sequence: message.sequence)
         } catch {
