@@ -84,7 +84,9 @@ let package = Package(
         .executableTarget(name: "MiniRBTDemo",
                           dependencies: ["Kafka", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           linkerSettings: rdkafkaRPath),
-        .executableTarget(name: "MiniRBTBench", dependencies: ["MiniRBT"], path: "bench/Sources/MiniRBTBench"),
+        .executableTarget(name: "MiniRBTBench",
+                          dependencies: ["MiniRBT", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "bench/Sources/MiniRBTBench"),
 
         .testTarget(name: "MiniRBTTests", dependencies: ["MiniRBT"], resources: [.copy("Fixtures")]),
         // The test run's broker, shared by every test target that talks to Kafka.
@@ -96,6 +98,7 @@ let package = Package(
         .testTarget(name: "ModelControlTests", dependencies: ["ModelControl", "StreamPipeline", "KafkaTestSupport"],
                     linkerSettings: rdkafkaRPath),
         .testTarget(name: "AdminCLITests", dependencies: ["AdminCLI"], linkerSettings: rdkafkaRPath),
+        .testTarget(name: "ServiceProcessTests", dependencies: ["Kafka", "KafkaTestSupport", "StreamPipeline"], linkerSettings: rdkafkaRPath),
     ],
     swiftLanguageModes: [.v6]
 )

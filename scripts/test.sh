@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# The project's test command (README, .ci/run): installs what is missing, starts one local broker for the
-# whole run, runs every test against it, and stops the broker whatever happens.
+# The project's test command (README, .ci/run): installs what is missing, checks the deployment files,
+# starts one local broker for the whole run, runs every test against it, and stops the broker whatever
+# happens.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
 
 bash scripts/setup.sh
+
+echo "[test] static checks of docker/ and helm/"
+python3 -c 'import yaml, jsonschema' 2>/dev/null || python3 -m pip install -q pyyaml jsonschema
+python3 scripts/check-deploy.py
+python3 scripts/check-deploy.py --self-test
+
 export MINIRBT_BROKER_STATE="${MINIRBT_BROKER_STATE:-$(mktemp -d)}"
 MINIRBT_TEST_BROKERS="$(bash scripts/broker.sh start)"
 export MINIRBT_TEST_BROKERS

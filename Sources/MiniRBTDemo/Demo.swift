@@ -16,13 +16,22 @@ struct DemoCommand: AsyncParsableCommand {
     var brokers: String
 
     @Option(help: "JSON Lines file of {\"id\", \"text\", \"label\"} events.")
-    var input: String
+    var input: String?
+
+    @Flag(help: "Only create the topics, then exit.")
+    var createOnly = false
 
     @Option(help: "Topic the service consumes.")
     var inputTopic = "reviews"
 
     @Option(help: "Topic the service publishes results to.")
     var outputTopic = "reviews-sentiment"
+
+    @Option(help: "Dead-letter topic of the service (created with the others when missing).")
+    var dlqTopic = "reviews-dead-letters"
+
+    @Option(help: "Partitions of the topics created when missing.")
+    var partitions: Int32 = 4
 
     @Option(help: "Events to send (the file is repeated as needed); 0 sends the file once.")
     var events = 0
@@ -36,6 +45,15 @@ struct DemoCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "minirbt-demo")
         logger.logLevel = .warning
+        let kafka = KafkaConfiguration(bootstrapServers: brokers.split(separator: ",").map(String.init),
+                                       clientID: "minirbt-demo")
+        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
+        for topic in [inputTopic, outputTopic, dlqTopic] {
+            _ = try await admin.createTopic(TopicSpecification(name: topic, partitions: topic == dlqTopic ? 1 : partitions))
+        }
+        if createOnly { return }
+
+        guard let input else { throw ValidationError("say which events to send: --input FILE") }
         let lines = try String(contentsOfFile: input, encoding: .utf8).split(separator: "\n").map(String.init)
         guard !lines.isEmpty else { throw ValidationError("\(input) has no events") }
         let total = events > 0 ? events : lines.count
@@ -52,10 +70,7 @@ struct DemoCommand: AsyncParsableCommand {
             }
         }
 
-        let kafka = KafkaConfiguration(bootstrapServers: brokers.split(separator: ",").map(String.init),
-                                       clientID: "minirbt-demo")
         let consumer = try KafkaConsumer(configuration: ConsumerConfiguration(kafka: kafka), logger: logger)
-        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
         let partitions = try await admin.describeTopic(outputTopic).partitionCount
         var start: [TopicPartition: KafkaOffset] = [:]
         for partition in 0..<Int32(partitions) {
@@ -84,7 +99,7 @@ struct DemoCommand: AsyncParsableCommand {
             let key = record.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
             summary.add(value, expected: labels[key])
             if samples.count < show { samples.append(String(decoding: value, as: UTF8.self)) }
-            if ContinuousClock.now - lastReport > .seconds(1) || summary.count >= total {
+            if ContinuousClock.now - lastReport > .seconds(2) || summary.count >= total {
                 lastReport = ContinuousClock.now
                 print(summary.line(elapsed: ContinuousClock.now - began, total: total))
             }

@@ -8,10 +8,10 @@ struct InferCommand: ParsableCommand {
         commandName: "infer",
         abstract: "Run a model over JSON Lines events offline and print the results the service would publish.",
         discussion: """
-            Reads one {"id", "text"[, "text_pair"]} object per line. Writes one result per line: for a
-            classifier {"id", "label", "score", "scores", "model", "truncated"} (plus "logits" with
-            --logits), the same object `minirbt-stream run` publishes. A line that cannot be read gets
-            {"line", "id", "error": {"code", "message"}} and the run goes on.
+            Reads one {"id", "text"[, "text_pair"]} object per line. Writes one result per line: for a \
+            classifier {"id", "label", "score", "scores", "model", "truncated"} (plus "logits" with \
+            --logits), the same object `minirbt-stream run` publishes. A line that cannot be read gets \
+            {"line", "error": {"code", "message"}} and the run goes on.
 
             Example:
               minirbt-stream infer --model ../shared/models/minirbt-h256-chnsenticorp/v2 \\

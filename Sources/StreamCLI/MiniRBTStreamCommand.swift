@@ -6,8 +6,8 @@ public struct MiniRBTStreamCommand: AsyncParsableCommand {
         commandName: "minirbt-stream",
         abstract: "Run MiniRBT-family Chinese BERT models over Kafka streams.",
         discussion: """
-            The service reads text events from Kafka, classifies them with a MiniRBT student model on
-            sharded, micro-batched workers and publishes enriched JSON results. The offline commands run the
+            The service reads text events from Kafka, classifies them with a MiniRBT student model on \
+            sharded, micro-batched workers and publishes enriched JSON results. The offline commands run the \
             same model and tokenizer on JSON Lines files.
 
             Examples:

@@ -13,23 +13,27 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run the streaming inference service: consume events, classify, publish enriched results.",
         discussion: """
-            Every option can also be set by the environment variable named after it (flags win):
-            --max-batch is MINIRBT_MAX_BATCH, --input-topic takes a comma-separated MINIRBT_INPUT_TOPIC.
-            librdkafka properties pass through unchanged with --kafka key=value, or as KAFKA_* variables
+            Every option can also be set by the environment variable named after it; flags win. \
+            --max-batch is MINIRBT_MAX_BATCH; MINIRBT_INPUT_TOPIC takes a comma-separated list. librdkafka \
+            properties pass through unchanged with --kafka key=value, or as KAFKA_* variables \
             (KAFKA_SECURITY_PROTOCOL=SASL_SSL sets security.protocol).
 
-            Input events are JSON objects {"id", "text"[, "text_pair"]} (field names configurable) or plain
-            UTF-8 text. Each yields one result on --output-topic, keyed like the input and carrying the model
-            version in the minirbt-model-version header, or one record on --dlq-topic saying why not.
-            Offsets are committed only over events whose output the broker acknowledged.
+            Input events are JSON objects {"id", "text"[, "text_pair"]} (field names configurable) or plain \
+            UTF-8 text. Each yields one result on --output-topic, keyed like its event and carrying the model \
+            version in the minirbt-model-version header, or one record on --dlq-topic saying why not. Offsets \
+            are committed only over events whose output the broker acknowledged.
 
-            Scale out by running more replicas in the same --group; partitions should number at least
-            replicas × shards. SIGTERM/SIGINT drain, commit, leave the group and exit 0.
+            Scale out with more replicas in the same --group; give the input topics at least replicas × shards \
+            partitions. SIGTERM or SIGINT drains the shards, commits, leaves the group and exits 0.
+
+            With --registry, --deployment and --verify-key the model follows signed control messages \
+            (minirbt-admin deploy): the control topic is read to its end before the first event, and new \
+            versions are loaded, verified and swapped in between batches.
 
             Example:
               minirbt-stream run --brokers 127.0.0.1:9092 --input-topic reviews \\
                 --output-topic reviews-sentiment --dlq-topic reviews-dlq \\
-                --model ../shared/models/minirbt-h256-chnsenticorp/v2 --shards 2 --metrics-port 9464
+                --model ../shared/models/minirbt-h256-chnsenticorp/v2 --shards 2
             """)
 
     @Option(help: "Kafka bootstrap servers, comma-separated. [env: MINIRBT_BROKERS] (default: 127.0.0.1:9092)")
@@ -182,7 +186,7 @@ struct RunCommand: AsyncParsableCommand {
                 let status = service.status
                 return ServiceObservation(assignedPartitions: status.assigned.map(\.description),
                                           processedEvents: service.metrics.snapshot.produced,
-                                          lastError: status.lastError)
+                                          lag: status.lag, lastError: status.lastError)
             }
             services += [control.listener, control.reporter]
         }

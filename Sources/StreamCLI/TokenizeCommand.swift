@@ -8,8 +8,8 @@ struct TokenizeCommand: ParsableCommand {
         commandName: "tokenize",
         abstract: "Turn JSON Lines events into BERT input ids, exactly as the model sees them.",
         discussion: """
-            Reads one {"id", "text"[, "text_pair"]} object per line and writes
-            {"id", "input_ids", "token_type_ids", "truncated"} per line, with [CLS]/[SEP] added and
+            Reads one {"id", "text"[, "text_pair"]} object per line and writes \
+            {"id", "input_ids", "token_type_ids", "truncated"} per line, with [CLS]/[SEP] added and \
             pairs truncated longest-first. A line that cannot be read gets {"line", "error"} and the run goes on.
             """)
 

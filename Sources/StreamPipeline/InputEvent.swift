@@ -17,7 +17,7 @@ public struct TextEvent: Sendable, Equatable {
 /// Why a record could not become a ``TextEvent``. The code is stable and machine-readable; it is what the
 /// dead-letter record carries in its `error.code` field.
 public struct EventDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
-    public enum Code: String, Sendable, Codable {
+    public enum Code: String, Sendable, Codable, CaseIterable {
         case invalidUTF8 = "invalid_utf8"
         case malformedJSON = "malformed_json"
         case notAnObject = "not_an_object"

@@ -30,6 +30,8 @@ public struct StreamSettings: Sendable {
     public var commitInterval = Duration.milliseconds(500)
     /// Longest a revocation or shutdown waits for in-flight events to be acknowledged.
     public var drainTimeout = Duration.seconds(30)
+    /// How often consumer lag and the serving models are sampled for metrics and heartbeats.
+    public var observeInterval = Duration.seconds(5)
     /// Header that carries the answering model's version on every result.
     public var versionHeader = "minirbt-model-version"
 
@@ -40,6 +42,8 @@ public struct StreamSettings: Sendable {
 public struct StreamStatus: Sendable {
     public var consuming = false
     public var assigned: [TopicPartition] = []
+    /// Events behind the high watermark over all assigned partitions, at the last sample.
+    public var lag: Int64?
     public var lastError: String?
 }
 
@@ -99,6 +103,7 @@ public final class StreamService: Service, Sendable {
                 group.addTask { try await self.publish(shard) }
             }
             let committer = Task { await self.commitPeriodically() }
+            let observer = Task { await self.observePeriodically() }
 
             // Graceful shutdown ends the consumer loop; everything after it drains in order.
             do {
@@ -111,6 +116,7 @@ public final class StreamService: Service, Sendable {
                 shards.forEach { $0.stop() }
                 try? await group.waitForAll()
                 committer.cancel()
+                observer.cancel()
                 throw error
             }
             statusState.withLock { $0.consuming = false }
@@ -118,6 +124,7 @@ public final class StreamService: Service, Sendable {
             shards.forEach { $0.stop() }
             try await group.waitForAll()
             committer.cancel()
+            observer.cancel()
             await committer.value
         }
         do {
@@ -278,6 +285,36 @@ public final class StreamService: Service, Sendable {
             try await transactions.send(record, onDelivery: onDelivery)
         } else {
             try await producer.enqueue(record, onDelivery: onDelivery)
+        }
+    }
+
+    // MARK: Observation
+
+    /// Samples lag per partition (high watermark − position) and which models serve, for /metrics and
+    /// heartbeats. Sampling, not the data path: a failed sample is skipped.
+    private func observePeriodically() async {
+        var reported: [String: ModelIdentity] = ["primary": deployment.current.primary.identity]
+        while !Task.isCancelled {
+            try? await Task.sleep(for: settings.observeInterval)
+            let selection = deployment.current
+            let serving = ["primary": selection.primary.identity, "candidate": selection.candidate?.identity]
+            for role in ["primary", "candidate"] where reported[role] != serving[role] {
+                if let old = reported[role] { metrics.model(old, role: role, active: false) }
+                if let new = serving[role] ?? nil { metrics.model(new, role: role, active: true) }
+                reported[role] = serving[role] ?? nil
+            }
+
+            let partitions = router.assigned
+            guard !partitions.isEmpty, let positions = try? consumer.position(partitions) else { continue }
+            var total: Int64 = 0
+            for partition in partitions {
+                guard let position = positions[partition] ?? nil,
+                      let high = try? await consumer.watermarks(partition, timeout: .seconds(2)).high else { continue }
+                let lag = max(0, high - position)
+                metrics.lag(topic: partition.topic, partition: partition.partition, lag)
+                total += lag
+            }
+            statusState.withLock { $0.lag = total }
         }
     }
 

@@ -1,0 +1,15 @@
+/// The number format the encoder's linear layers compute in.
+///
+/// Attention, LayerNorm and the heads always run in float32; only the weight-heavy matrix products
+/// (QKV, attention output, feed-forward) change format, which is where the time goes.
+public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// float32 throughout: matches transformers to ~1e-6.
+    case fp32
+    /// bfloat16 weights and activations into the products, float32 accumulation and outputs.
+    case bf16
+    /// int8 weights (one scale per output channel) and activations (one scale per batch, symmetric),
+    /// int32 accumulation, float32 outputs.
+    case int8
+
+    public var description: String { rawValue }
+}

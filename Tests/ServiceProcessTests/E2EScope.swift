@@ -1,0 +1,54 @@
+import Foundation
+import Kafka
+import Synchronization
+
+/// Runs `body` with a scope that owns the processes, feeds and readers the test creates, and ends them
+/// all when `body` returns or throws: no service process outlives its test.
+func withE2EScope<T: Sendable>(_ body: (E2EScope) async throws -> T) async throws -> T {
+    let scope = E2EScope()
+    do {
+        let result = try await body(scope)
+        await scope.close()
+        return result
+    } catch {
+        await scope.close()
+        throw error
+    }
+}
+
+/// What one test started; ``close()`` kills its processes and closes its Kafka clients.
+final class E2EScope: Sendable {
+    private let processes = Mutex<[ServiceProcess]>([])
+    private let feeds = Mutex<[EventFeed]>([])
+    private let recorders = Mutex<[TopicRecorder]>([])
+
+    /// Starts `minirbt-stream run …`.
+    func stream(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ServiceProcess {
+        let process = try ServiceProcess.stream(name, arguments, environment: environment)
+        processes.withLock { $0.append(process) }
+        return process
+    }
+
+    func feed(topic: String, malformedEvery: Int? = nil) throws -> EventFeed {
+        let feed = try EventFeed(topic: topic, malformedEvery: malformedEvery)
+        feeds.withLock { $0.append(feed) }
+        return feed
+    }
+
+    func recorder(topics: [String], isolation: ConsumerConfiguration.IsolationLevel = .readCommitted) async throws -> TopicRecorder {
+        let recorder = try await TopicRecorder(topics: topics, isolation: isolation)
+        recorders.withLock { $0.append(recorder) }
+        return recorder
+    }
+
+    /// The log tails of every process started, for failure messages.
+    func logTails(_ lines: Int = 30) -> String {
+        processes.withLock { $0 }.map { $0.logTail(lines) }.joined(separator: "\n")
+    }
+
+    func close() async {
+        for process in processes.withLock({ $0 }) { await process.stop() }
+        for feed in feeds.withLock({ $0 }) { await feed.close() }
+        for recorder in recorders.withLock({ $0 }) { await recorder.close() }
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import Kafka
+import KafkaTestSupport
+import Synchronization
+
+/// Reads topics from the beginning (manual assignment, no group) in the background and lets a test await
+/// a condition over everything read so far.
+final class TopicRecorder: Sendable {
+    private let consumer: KafkaConsumer
+    private let state = Mutex(State())
+    private let reader = Mutex<Task<Void, Never>?>(nil)
+
+    private struct State {
+        var records: [ConsumerRecord] = []
+        /// Bumped on every record, so a waiter cannot miss one that arrives while it checks.
+        var generation = 0
+        var failure: String?
+        var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
+    }
+
+    /// Starts reading every partition of `topics` from the beginning.
+    init(topics: [String], isolation: ConsumerConfiguration.IsolationLevel = .readCommitted) async throws {
+        var configuration = ConsumerConfiguration(kafka: TestBroker.kafka(client: "e2e-recorder"))
+        configuration.isolationLevel = isolation
+        consumer = try KafkaConsumer(configuration: configuration, logger: TestBroker.logger)
+        let admin = try KafkaAdmin(configuration: TestBroker.kafka, logger: TestBroker.logger)
+        var assignment: [TopicPartition: KafkaOffset] = [:]
+        for topic in topics {
+            for partition in 0..<Int32(try await admin.describeTopic(topic).partitionCount) {
+                assignment[TopicPartition(topic: topic, partition: partition)] = .beginning
+            }
+        }
+        try await consumer.assign(assignment)
+        let events = consumer.events
+        let state = state
+        reader.withLock {
+            $0 = Task {
+                do {
+                    for try await event in events {
+                        guard case .message(let record) = event else { continue }
+                        Self.update(state) { $0.records.append(record) }
+                    }
+                } catch is CancellationError {
+                } catch {
+                    Self.update(state) { $0.failure = "\(error)" }
+                }
+            }
+        }
+    }
+
+    private static func update(_ state: Mutex<State>, _ change: (inout State) -> Void) {
+        let waiters = state.withLock { state in
+            change(&state)
+            state.generation += 1
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    /// Everything read so far, in arrival order (offset order within each partition).
+    var records: [ConsumerRecord] { state.withLock { $0.records } }
+
+    /// Waits until `condition` holds over the records read so far and returns them; throws after `timeout`
+    /// with `what` and `progress` of the records read by then.
+    @discardableResult
+    func wait(for what: String, timeout: Duration,
+              progress: @escaping @Sendable ([ConsumerRecord]) -> String = { "\($0.count) records read" },
+              until condition: @escaping @Sendable ([ConsumerRecord]) -> Bool) async throws -> [ConsumerRecord] {
+        let outcome = try await withThrowingTaskGroup(of: [ConsumerRecord]?.self) { group in
+            group.addTask {
+                while true {
+                    let (records, generation, failure) = self.state.withLock { ($0.records, $0.generation, $0.failure) }
+                    if let failure { throw E2EFailure("reading the outputs failed: \(failure)") }
+                    if condition(records) { return records }
+                    await self.change(after: generation)
+                    try Task.checkCancellation()
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
+        }
+        guard let outcome else {
+            throw E2EFailure("timed out after \(timeout) waiting for \(what); \(progress(records))")
+        }
+        return outcome
+    }
+
+    /// Returns once a record arrives after `generation` (at once if one already did), or on cancellation.
+    private func change(after generation: Int) async {
+        let id = UUID()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let waiting = state.withLock { state in
+                    guard state.generation == generation, state.failure == nil, !Task.isCancelled else { return false }
+                    state.waiters[id] = continuation
+                    return true
+                }
+                if !waiting { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+        }
+    }
+
+    func close() async {
+        reader.withLock { $0 }?.cancel()
+        await consumer.close()
+    }
+}

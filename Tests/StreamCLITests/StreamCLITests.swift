@@ -1,0 +1,154 @@
+import ArgumentParser
+import Foundation
+import Testing
+@testable import StreamCLI
+
+/// `--help` is part of the interface: these tests pin what it must teach.
+@Suite struct HelpTextTests {
+    @Test func rootHelpListsTheCommands() {
+        let help = MiniRBTStreamCommand.helpMessage()
+        for command in ["run", "infer", "tokenize", "version"] {
+            #expect(help.contains(command), "root --help does not mention \(command)")
+        }
+    }
+
+    @Test func runHelpShowsEveryFlagWithItsEnvironmentVariable() {
+        let help = MiniRBTStreamCommand.helpMessage(for: RunCommand.self, columns: 200)
+        let flags = ["--brokers": "MINIRBT_BROKERS", "--group": "MINIRBT_GROUP", "--input-topic": "MINIRBT_INPUT_TOPIC",
+                     "--input-pattern": "MINIRBT_INPUT_PATTERN", "--output-topic": "MINIRBT_OUTPUT_TOPIC",
+                     "--dlq-topic": "MINIRBT_DLQ_TOPIC", "--model": "MINIRBT_MODEL", "--shards": "MINIRBT_SHARDS",
+                     "--max-batch": "MINIRBT_MAX_BATCH", "--max-wait-ms": "MINIRBT_MAX_WAIT_MS",
+                     "--max-length": "MINIRBT_MAX_LENGTH", "--threads-per-shard": "MINIRBT_THREADS_PER_SHARD",
+                     "--echo-text": "MINIRBT_ECHO_TEXT", "--delivery": "MINIRBT_DELIVERY",
+                     "--metrics-port": "MINIRBT_METRICS_PORT", "--registry": "MINIRBT_REGISTRY",
+                     "--deployment": "MINIRBT_DEPLOYMENT", "--verify-key": "MINIRBT_VERIFY_KEY"]
+        for (flag, variable) in flags {
+            #expect(help.contains(flag), "run --help does not show \(flag)")
+            #expect(help.contains(variable), "run --help does not name \(variable)")
+        }
+        #expect(help.contains("--kafka"))
+        #expect(help.contains("at-least-once"))
+    }
+
+    @Test func inferHelpShowsAnExample() {
+        let help = MiniRBTStreamCommand.helpMessage(for: InferCommand.self, columns: 200)
+        #expect(help.contains("minirbt-stream infer --model"))
+        #expect(help.contains("--logits"))
+    }
+}
+
+@Suite struct RunOptionsTests {
+    @Test func environmentFillsWhatFlagsLeaveOut() throws {
+        let command = try RunCommand.parse(["--input-topic", "reviews", "--shards", "3"])
+        let options = try RunOptions(command, environment: [
+            "MINIRBT_MODEL": "/models/v2", "MINIRBT_SHARDS": "9", "MINIRBT_MAX_BATCH": "16",
+            "MINIRBT_BROKERS": "a:9092,b:9092", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        ])
+        #expect(options.stream.shards == 3, "a flag wins over its environment variable")
+        #expect(options.stream.shard.maxBatch == 16)
+        #expect(options.modelDirectory == "/models/v2")
+        #expect(options.kafka.bootstrapServers == ["a:9092", "b:9092"])
+        #expect(options.kafka.properties["security.protocol"] == "SASL_SSL")
+        #expect(options.stream.delivery == .atLeastOnce)
+    }
+
+    @Test func badSettingsAreRefusedWithWhatWasExpected() throws {
+        let cases: [([String], [String: String], String)] = [
+            (["--model", "m"], [:], "--input-topic"),
+            (["--input-topic", "t"], [:], "--model"),
+            (["--input-topic", "t", "--input-pattern", "x", "--model", "m"], [:], "exclude each other"),
+            (["--input-topic", "t", "--model", "m", "--delivery", "twice"], [:], "at-least-once or exactly-once"),
+            (["--input-topic", "t", "--model", "m"], ["MINIRBT_MAX_BATCH": "many"], "whole number"),
+            (["--input-topic", "t", "--model", "m", "--max-batch", "0"], [:], "at least 1"),
+            (["--input-topic", "t", "--registry", "/r"], [:], "--deployment"),
+            (["--input-topic", "t", "--model", "m", "--kafka", "no-equals-sign"], [:], "no-equals-sign"),
+        ]
+        for (arguments, environment, expected) in cases {
+            let command = try RunCommand.parse(arguments)
+            #expect {
+                _ = try RunOptions(command, environment: environment)
+            } throws: { error in
+                "\(error)".contains(expected)
+            }
+        }
+    }
+
+    @Test func exactlyOnceGetsAStableTransactionalID() throws {
+        let command = try RunCommand.parse(["--input-topic", "t", "--model", "m", "--delivery", "exactly-once",
+                                            "--group", "g", "--transactional-id", "g-replica-0"])
+        let options = try RunOptions(command, environment: [:])
+        #expect(options.producer.transactionalID == "g-replica-0")
+        #expect(options.stream.delivery == .exactlyOnce)
+    }
+}
+
+/// The offline commands on real files: bad lines get an error line and the run goes on, in input order.
+@Suite struct OfflineCommandTests {
+    static let shared = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared")
+    static let model = shared.appendingPathComponent("models/minirbt-h256-chnsenticorp/v1")
+
+    static func run(_ command: some ParsableCommand) throws {
+        var command = command
+        try command.run()
+    }
+
+    static func lines(_ url: URL) throws -> [[String: Any]] {
+        try String(contentsOf: url, encoding: .utf8).split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+    }
+
+    static func temporaryFile(_ contents: [UInt8]) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("minirbt-cli-\(UUID()).jsonl")
+        try Data(contents).write(to: url)
+        return url
+    }
+
+    static let input: [UInt8] = Array(#"{"id": "a", "text": "房间很干净，服务很好"}"#.utf8) + [0x0a]
+        + Array(#"{"id": "b", "text": 3}"#.utf8) + [0x0a]
+        + [0xff, 0xfe, 0x0a]
+        + Array(#"{"id": "c", "text": "太吵了，不会再来", "text_pair": "隔音差"}"#.utf8) + [0x0a]
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: model.path), "needs ../shared/models"))
+    func inferAnswersGoodLinesAndExplainsBadOnes() throws {
+        let input = try Self.temporaryFile(Self.input)
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("minirbt-infer-\(UUID()).jsonl")
+        try Self.run(try InferCommand.parse(["--model", Self.model.path, "--input", input.path, "--output", output.path,
+                                             "--batch", "2", "--logits"]))
+        let lines = try Self.lines(output)
+        #expect(lines.count == 4)
+        #expect(lines[0]["id"] as? String == "a")
+        #expect(["positive", "negative"].contains(lines[0]["label"] as? String ?? ""))
+        #expect((lines[0]["logits"] as? [Double])?.count == 2)
+        #expect((lines[1]["error"] as? [String: Any])?["code"] as? String == "text_not_string")
+        #expect(lines[1]["line"] as? Int == 2)
+        #expect((lines[2]["error"] as? [String: Any])?["code"] as? String == "invalid_utf8")
+        #expect(lines[3]["id"] as? String == "c")
+        #expect((lines[3]["model"] as? [String: Any])?["version"] as? String == "v1")
+    }
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: model.path), "needs ../shared/models"))
+    func tokenizeWritesIdsWithSpecialTokens() throws {
+        let input = try Self.temporaryFile(Self.input)
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("minirbt-tok-\(UUID()).jsonl")
+        try Self.run(try TokenizeCommand.parse(["--vocab", Self.model.appendingPathComponent("vocab.txt").path,
+                                                "--input", input.path, "--output", output.path, "--max-length", "8"]))
+        let lines = try Self.lines(output)
+        #expect(lines.count == 4)
+        let ids = try #require(lines[0]["input_ids"] as? [Int])
+        #expect(ids.first == 101 && ids.last == 102 && ids.count == 8)
+        #expect(lines[0]["truncated"] as? Bool == true)
+        let types = try #require(lines[3]["token_type_ids"] as? [Int])
+        #expect(types.contains(1), "the pair's tokens have type 1")
+        #expect((lines[2]["error"] as? [String: Any])?["code"] as? String == "invalid_utf8")
+    }
+
+    @Test func missingModelDirectoryIsAClearError() throws {
+        #expect {
+            try Self.run(try InferCommand.parse(["--model", "/nonexistent/model", "--input", "/dev/null"]))
+        } throws: { error in
+            "\(error)".contains("/nonexistent/model")
+        }
+    }
+}
