@@ -30,6 +30,9 @@ struct InferCommand: ParsableCommand {
     @Option(help: "oneDNN threads for the forward passes.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
+    @Option(help: "Format of the encoder's matrix products: fp32, bf16 or int8 (checked against fp32 on the first batch).")
+    var precision: Precision = .default
+
     @Flag(help: "Include the raw logits in every result.")
     var logits = false
 
@@ -54,7 +57,8 @@ struct InferCommand: ParsableCommand {
         guard maxLength <= limit else {
             throw ValidationError("--max-length \(maxLength) exceeds the model's max_position_embeddings (\(limit))")
         }
-        let predictor = Predictor(threads: threads, maxLength: maxLength, includeLogits: logits, pooling: pooling)
+        let predictor = Predictor(threads: threads, maxLength: maxLength, includeLogits: logits, pooling: pooling,
+                                  precision: precision)
         let writer = try LineWriter(path: output)
         let format = EventFormat(kind: .json)
 
@@ -89,3 +93,4 @@ struct InferCommand: ParsableCommand {
 }
 
 extension Pooling: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}

@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import Logging
 import Metrics
+import MiniRBT
 import ModelControl
 import Prometheus
 import ServiceLifecycle
@@ -98,6 +99,9 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(help: "oneDNN threads per shard. [env: MINIRBT_THREADS_PER_SHARD] (default: 1)")
     var threadsPerShard: Int?
+
+    @Option(help: "Format of the encoder's matrix products: fp32, bf16 or int8. [env: MINIRBT_PRECISION] (default: \(Precision.default))")
+    var precision: Precision?
 
     @Option(help: "Queued events per shard at which its partitions are paused. [env: MINIRBT_QUEUE_CAPACITY] (default: 8 × max batch)")
     var queueCapacity: Int?
@@ -272,6 +276,11 @@ struct RunOptions {
         stream.shard.maxWait = .milliseconds(try env.value(command.maxWaitMs, "MINIRBT_MAX_WAIT_MS") ?? 10)
         stream.shard.maxLength = try env.value(command.maxLength, "MINIRBT_MAX_LENGTH") ?? 128
         stream.shard.threads = try env.value(command.threadsPerShard, "MINIRBT_THREADS_PER_SHARD") ?? 1
+        let precisionName = try env.value(command.precision?.rawValue, "MINIRBT_PRECISION") ?? Precision.default.rawValue
+        guard let precision = Precision(rawValue: precisionName) else {
+            throw ValidationError("--precision must be fp32, bf16 or int8, got '\(precisionName)'")
+        }
+        stream.shard.precision = precision
         stream.shard.queueCapacity = try env.value(command.queueCapacity, "MINIRBT_QUEUE_CAPACITY") ?? 8 * stream.shard.maxBatch
         stream.shard.echoText = command.echoText || ["1", "true", "yes"].contains(environment["MINIRBT_ECHO_TEXT"]?.lowercased() ?? "")
         for (name, value, minimum) in [("--shards", stream.shards, 1), ("--max-batch", stream.shard.maxBatch, 1),

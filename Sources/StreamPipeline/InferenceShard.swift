@@ -32,6 +32,8 @@ public struct ShardSettings: Sendable {
     public var maxLength = 128
     /// oneDNN threads per shard.
     public var threads = 1
+    /// The format of the encoder's matrix products (checked against fp32 on each model's first batch).
+    public var precision = Precision.default
     /// Queued events at which the shard's partitions are paused at the consumer.
     public var queueCapacity = 256
     /// Copy the input text into every result.
@@ -81,7 +83,7 @@ final class InferenceShard: Sendable {
 
     private func run() {
         let predictor = Predictor(threads: settings.threads, maxLength: settings.maxLength,
-                                  includeLogits: settings.includeLogits)
+                                  includeLogits: settings.includeLogits, precision: settings.precision)
         while let batch = queue.nextBatch(maxItems: settings.maxBatch, maxWait: settings.maxWait) {
             continuation.yield(process(batch, predictor: predictor))
             metrics.shardQueueDepth(index, queue.depth)

@@ -21,10 +21,16 @@ public final class Predictor {
     public let includeLogits: Bool
     /// How sentence embeddings are pooled when the model is a bare encoder.
     public let pooling: Pooling
+    /// The format of the encoder's matrix products. A reduced precision is checked against fp32 on the
+    /// first batch a model serves and refused (the batch throws ``PrecisionCheckError``) if it changes
+    /// more than 0.5% of the predictions.
+    public let precision: Precision
     private var session: InferenceSession?
 
-    public init(threads: Int = 1, maxLength: Int = 128, includeLogits: Bool = false, pooling: Pooling = .cls) {
+    public init(threads: Int = 1, maxLength: Int = 128, includeLogits: Bool = false, pooling: Pooling = .cls,
+                precision: Precision = .fp32) {
         self.threads = max(1, threads)
+        self.precision = precision
         self.maxLength = maxLength
         self.includeLogits = includeLogits
         self.pooling = pooling
@@ -36,7 +42,7 @@ public final class Predictor {
         guard !events.isEmpty else { return [] }
         let encodings = events.map { model.tokenizer.encode($0.text, pair: $0.textPair, maxLength: maxLength) }
         let inputs = encodings.map { ModelInput(inputIDs: $0.inputIDs, tokenTypeIDs: $0.tokenTypeIDs) }
-        let session = session(for: model.model)
+        let session = try session(for: model.model, samples: inputs)
         switch model.model.task {
         case .sequenceClassification:
             return try session.classify(inputs).enumerated().map { index, result in
@@ -57,9 +63,9 @@ public final class Predictor {
         }
     }
 
-    private func session(for model: BertModel) -> InferenceSession {
+    private func session(for model: BertModel, samples: [ModelInput]) throws -> InferenceSession {
         if let session, session.model === model { return session }
-        let fresh = InferenceSession(model: model, threads: threads)
+        let fresh = try InferenceSession.checked(model: model, threads: threads, precision: precision, samples: samples)
         session = fresh
         return fresh
     }

@@ -21,6 +21,7 @@ final class E2EScope: Sendable {
     private let processes = Mutex<[ServiceProcess]>([])
     private let feeds = Mutex<[EventFeed]>([])
     private let recorders = Mutex<[TopicRecorder]>([])
+    private let directories = Mutex<[URL]>([])
 
     /// Starts `minirbt-stream run …`.
     func stream(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ServiceProcess {
@@ -41,6 +42,15 @@ final class E2EScope: Sendable {
         return recorder
     }
 
+    /// A new empty directory, removed when the scope closes.
+    func temporaryDirectory(_ purpose: String) throws -> URL {
+        let url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("minirbt-e2e-\(purpose)-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        directories.withLock { $0.append(url) }
+        return url
+    }
+
     /// The log tails of every process started, for failure messages.
     func logTails(_ lines: Int = 30) -> String {
         processes.withLock { $0 }.map { $0.logTail(lines) }.joined(separator: "\n")
@@ -50,5 +60,6 @@ final class E2EScope: Sendable {
         for process in processes.withLock({ $0 }) { await process.stop() }
         for feed in feeds.withLock({ $0 }) { await feed.close() }
         for recorder in recorders.withLock({ $0 }) { await recorder.close() }
+        for directory in directories.withLock({ $0 }) { try? FileManager.default.removeItem(at: directory) }
     }
 }

@@ -41,14 +41,6 @@ enum E2EFixtures {
          "--output-topic", output, "--dlq-topic", dlq, "--shards", "\(shards)", "--max-batch", "8",
          "--metrics-port", "0"] + extra
     }
-
-    /// A directory that is removed when the test ends.
-    static func temporaryDirectory(_ purpose: String) throws -> URL {
-        let url = FileManager.default.temporaryDirectory
-            .appendingPathComponent("minirbt-e2e-\(purpose)-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }
 }
 
 /// One event the test produced: its record key, its event id (what the result's `id` says) and the order

@@ -59,12 +59,7 @@ final class ServiceProcess: Sendable {
     let name: String
     let logFile: URL
     private let process: Process
-    private let exitState = Mutex<ExitState>(ExitState())
-
-    private struct ExitState {
-        var exit: Exit?
-        var waiters: [CheckedContinuation<Exit, Never>] = []
-    }
+    private let exitMonitor = ExitMonitor()
 
     /// Starts `executable` with `arguments`; `environment` entries are added to the test's own.
     init(name: String, executable: URL, arguments: [String], environment: [String: String] = [:]) throws {
@@ -84,16 +79,10 @@ final class ServiceProcess: Sendable {
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
-        let exitState = exitState
+        let exitMonitor = exitMonitor
         process.terminationHandler = { finished in
-            let exit: Exit = finished.terminationReason == .uncaughtSignal
-                ? .signalled(finished.terminationStatus) : .exited(finished.terminationStatus)
-            let waiters = exitState.withLock { state in
-                state.exit = exit
-                defer { state.waiters.removeAll() }
-                return state.waiters
-            }
-            waiters.forEach { $0.resume(returning: exit) }
+            exitMonitor.record(finished.terminationReason == .uncaughtSignal
+                ? .signalled(finished.terminationStatus) : .exited(finished.terminationStatus))
         }
         try process.run()
     }
@@ -106,7 +95,7 @@ final class ServiceProcess: Sendable {
     var pid: Int32 { process.processIdentifier }
 
     /// How the process ended, or `nil` while it runs.
-    var exit: Exit? { exitState.withLock { $0.exit } }
+    var exit: Exit? { exitMonitor.exit }
 
     /// Everything the process logged so far.
     var log: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
@@ -137,7 +126,7 @@ final class ServiceProcess: Sendable {
     @discardableResult
     func waitForExit(timeout: Duration) async throws -> Exit {
         let outcome = try await withThrowingTaskGroup(of: Exit?.self) { group in
-            group.addTask { await self.exited() }
+            group.addTask { await self.exitMonitor.exited() }
             group.addTask {
                 try await Task.sleep(for: timeout)
                 return nil
@@ -149,17 +138,6 @@ final class ServiceProcess: Sendable {
             throw E2EFailure("\(name) (pid \(pid)) was still running \(timeout) later\n\(logTail())")
         }
         return outcome
-    }
-
-    private func exited() async -> Exit {
-        await withCheckedContinuation { continuation in
-            let known: Exit? = exitState.withLock { state in
-                if let exit = state.exit { return exit }
-                state.waiters.append(continuation)
-                return nil
-            }
-            if let known { continuation.resume(returning: known) }
-        }
     }
 
     /// Waits until the log contains `text` (a line the service writes once); throws on timeout or when the
@@ -184,6 +162,45 @@ final class ServiceProcess: Sendable {
     func stop() async {
         kill()
         _ = try? await waitForExit(timeout: .seconds(10))
+    }
+}
+
+/// The exit of a process, delivered once from Foundation's termination handler to any number of waiters.
+private final class ExitMonitor: Sendable {
+    private let state = Mutex<State>(State())
+
+    private struct State {
+        var exit: ServiceProcess.Exit?
+        var waiters: [UUID: CheckedContinuation<ServiceProcess.Exit?, Never>] = [:]
+    }
+
+    var exit: ServiceProcess.Exit? { state.withLock { $0.exit } }
+
+    func record(_ exit: ServiceProcess.Exit) {
+        let waiters = state.withLock { state in
+            state.exit = exit
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
+        }
+        waiters.forEach { $0.resume(returning: exit) }
+    }
+
+    /// The exit, once the process ended; `nil` if the waiting task is cancelled first.
+    func exited() async -> ServiceProcess.Exit? {
+        let id = UUID()
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let known: ServiceProcess.Exit?? = state.withLock { state in
+                    if let exit = state.exit { return .some(exit) }
+                    if Task.isCancelled { return .some(nil) }
+                    state.waiters[id] = continuation
+                    return .none
+                }
+                if let known { continuation.resume(returning: known) }
+            }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
+        }
     }
 }
 

@@ -32,23 +32,23 @@ final class TopicRecorder: Sendable {
         }
         try await consumer.assign(assignment)
         let events = consumer.events
-        let state = state
+        // Holds `self` until ``close()`` cancels it: the scope that created the recorder always closes it.
         reader.withLock {
             $0 = Task {
                 do {
                     for try await event in events {
                         guard case .message(let record) = event else { continue }
-                        Self.update(state) { $0.records.append(record) }
+                        self.update { $0.records.append(record) }
                     }
                 } catch is CancellationError {
                 } catch {
-                    Self.update(state) { $0.failure = "\(error)" }
+                    self.update { $0.failure = "\(error)" }
                 }
             }
         }
     }
 
-    private static func update(_ state: Mutex<State>, _ change: (inout State) -> Void) {
+    private func update(_ change: (inout State) -> Void) {
         let waiters = state.withLock { state in
             change(&state)
             state.generation += 1

@@ -13,3 +13,9 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
 
     public var description: String { rawValue }
 }
+
+extension Precision {
+    /// What `infer` and `run` use unless told otherwise. Chosen from bench/README.md's measurements:
+    /// PLACEHOLDER
+    public static let `default` = Precision.fp32
+}

@@ -7,7 +7,8 @@
 ///
 /// The batch is packed (see `PackedBatch`): rows are tokens of all texts back to back, so the linear
 /// layers see every token at once and attention looks only within one text. Dropout is identity at
-/// inference and is left out.
+/// inference and is left out. The kernels fuse what the formulas allow: Wq, Wk and Wv are one product,
+/// and each product's bias, activation or residual sum is applied as it is written.
 struct BertEncoder {
     let config: ModelConfig
     let weights: BertWeights
@@ -46,47 +47,25 @@ struct BertEncoder {
                 }
             }
         }
-        kernels.layerNorm(x, adding: nil, table.norm, epsilon: config.layerNormEpsilon, into: x)
+        kernels.layerNorm(x, table.norm, epsilon: config.layerNormEpsilon)
     }
 
     /// `BertAttention`: multi-head scaled dot-product self-attention, output projection, residual, LayerNorm.
     func attention(_ weights: AttentionWeights, _ x: MatrixView, batch: PackedBatch, workspace: Workspace) {
-        let tokens = batch.tokenCount, hidden = config.hiddenSize, headSize = config.headSize
-        let query = workspace.matrix(.query, rows: tokens, columns: hidden)
-        let key = workspace.matrix(.key, rows: tokens, columns: hidden)
-        let value = workspace.matrix(.value, rows: tokens, columns: hidden)
-        let context = workspace.matrix(.context, rows: tokens, columns: hidden)
-        let scores = workspace.matrix(.scores, rows: batch.longest, columns: batch.longest)
-        kernels.linear(x, weights.query, into: query)
-        kernels.linear(x, weights.key, into: key)
-        kernels.linear(x, weights.value, into: value)
-
-        let scale = 1 / Float(headSize).squareRoot()
-        for rows in batch.sequences {
-            // Keys are only this text's tokens, so no padding mask is needed and no row is all-masked.
-            let textScores = scores.rows(0..<rows.count).columns(0..<rows.count)
-            for head in 0..<config.headCount {
-                let columns = head * headSize ..< (head + 1) * headSize
-                kernels.matmul(query.rows(rows).columns(columns), key.rows(rows).columns(columns),
-                               transposeB: true, alpha: scale, into: textScores)
-                kernels.softmaxRows(textScores)
-                kernels.matmul(textScores, value.rows(rows).columns(columns),
-                               transposeB: false, alpha: 1, into: context.rows(rows).columns(columns))
-            }
-        }
-
-        let projected = workspace.matrix(.projection, rows: tokens, columns: hidden)
-        kernels.linear(context, weights.output, into: projected)
-        kernels.layerNorm(projected, adding: x, weights.norm, epsilon: config.layerNormEpsilon, into: x)
+        let queryKeyValue = workspace.matrix(.queryKeyValue, rows: x.rows, columns: 3 * config.hiddenSize)
+        let context = workspace.matrix(.context, rows: x.rows, columns: config.hiddenSize)
+        kernels.linear(x, weights.queryKeyValue, .bias, into: queryKeyValue)
+        // Keys are only each text's own tokens, so no padding mask is needed and no row is all-masked.
+        kernels.attention(queryKeyValue, sequences: batch.sequences, headCount: config.headCount, into: context)
+        kernels.linear(context, weights.output, .residual, into: x)
+        kernels.layerNorm(x, weights.norm, epsilon: config.layerNormEpsilon)
     }
 
     /// `BertIntermediate` + `BertOutput`: expand, activate, project back, residual, LayerNorm.
     func feedForward(_ weights: FeedForwardWeights, _ x: MatrixView, workspace: Workspace) {
         let inner = workspace.matrix(.intermediate, rows: x.rows, columns: config.intermediateSize)
-        kernels.linear(x, weights.intermediate, into: inner)
-        kernels.activate(inner, config.activation)
-        let projected = workspace.matrix(.projection, rows: x.rows, columns: config.hiddenSize)
-        kernels.linear(inner, weights.output, into: projected)
-        kernels.layerNorm(projected, adding: x, weights.norm, epsilon: config.layerNormEpsilon, into: x)
+        kernels.linear(x, weights.intermediate, .activation(config.activation), into: inner)
+        kernels.linear(inner, weights.output, .residual, into: x)
+        kernels.layerNorm(x, weights.norm, epsilon: config.layerNormEpsilon)
     }
 }

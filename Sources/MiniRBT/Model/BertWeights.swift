@@ -1,9 +1,32 @@
 /// A fully connected layer in PyTorch's layout: `weight` is [outputSize, inputSize] row-major.
 package struct LinearWeights: Sendable {
+    /// The layer's checkpoint name without `.weight` (unique within a model; kernels key packed copies by it).
+    package let name: String
     package let weight: [Float]
     package let bias: [Float]
     package let inputSize: Int
     package let outputSize: Int
+    /// Whether a bf16/int8 session may run this layer in its reduced format: true for the encoder's
+    /// layers, false for the small heads, whose outputs are the logits themselves.
+    package let allowsReducedPrecision: Bool
+
+    package init(name: String, weight: [Float], bias: [Float], inputSize: Int, outputSize: Int, allowsReducedPrecision: Bool) {
+        self.name = name
+        self.weight = weight
+        self.bias = bias
+        self.inputSize = inputSize
+        self.outputSize = outputSize
+        self.allowsReducedPrecision = allowsReducedPrecision
+    }
+
+    /// Layers that read the same input stacked into one, so one product computes all their outputs
+    /// side by side (BERT's query, key and value projections).
+    package init(stacking layers: [LinearWeights], name: String) {
+        precondition(!layers.isEmpty && Set(layers.map(\.inputSize)).count == 1, "stacking layers of different input sizes")
+        self.init(name: name, weight: layers.flatMap(\.weight), bias: layers.flatMap(\.bias), inputSize: layers[0].inputSize,
+                  outputSize: layers.reduce(0) { $0 + $1.outputSize },
+                  allowsReducedPrecision: layers.allSatisfy(\.allowsReducedPrecision))
+    }
 }
 
 /// LayerNorm's affine parameters (gamma, beta).
@@ -23,9 +46,8 @@ package struct EmbeddingWeights: Sendable {
 
 /// `encoder.layer.N.attention.*`.
 package struct AttentionWeights: Sendable {
-    package let query: LinearWeights
-    package let key: LinearWeights
-    package let value: LinearWeights
+    /// `self.query`, `self.key` and `self.value` stacked: [3 × hidden, hidden], one GEMM for all three.
+    package let queryKeyValue: LinearWeights
     package let output: LinearWeights
     package let norm: LayerNormWeights
 }
@@ -51,6 +73,12 @@ package struct BertWeights: Sendable {
     /// `classifier`: present for the classification tasks.
     package let classifier: LinearWeights?
 
+    /// Every linear layer, encoder first (what kernels pack at session start).
+    package var linearLayers: [LinearWeights] {
+        layers.flatMap { [$0.attention.queryKeyValue, $0.attention.output, $0.feedForward.intermediate, $0.feedForward.output] }
+            + [pooler, classifier].compactMap { $0 }
+    }
+
     /// Picks the tensors `config` calls for out of a weight file's contents.
     ///
     /// Names may carry the `bert.` prefix of the task models or not (a bare `BertModel`), and LayerNorm
@@ -61,10 +89,10 @@ package struct BertWeights: Sendable {
         var reader = TensorReader(tensors)
         let hidden = config.hiddenSize
 
-        func linear(_ name: String, inputs: Int, outputs: Int, encoder: Bool = true) -> LinearWeights {
-            LinearWeights(weight: reader.take("\(name).weight", shape: [outputs, inputs], encoder: encoder),
+        func linear(_ name: String, inputs: Int, outputs: Int, encoder: Bool = true, head: Bool = false) -> LinearWeights {
+            LinearWeights(name: name, weight: reader.take("\(name).weight", shape: [outputs, inputs], encoder: encoder),
                           bias: reader.take("\(name).bias", shape: [outputs], encoder: encoder),
-                          inputSize: inputs, outputSize: outputs)
+                          inputSize: inputs, outputSize: outputs, allowsReducedPrecision: !head)
         }
         func layerNorm(_ name: String) -> LayerNormWeights {
             LayerNormWeights(weight: reader.take("\(name).weight", shape: [hidden]),
@@ -81,9 +109,9 @@ package struct BertWeights: Sendable {
             let prefix = "encoder.layer.\(index)"
             return EncoderLayerWeights(
                 attention: AttentionWeights(
-                    query: linear("\(prefix).attention.self.query", inputs: hidden, outputs: hidden),
-                    key: linear("\(prefix).attention.self.key", inputs: hidden, outputs: hidden),
-                    value: linear("\(prefix).attention.self.value", inputs: hidden, outputs: hidden),
+                    queryKeyValue: LinearWeights(stacking: ["query", "key", "value"].map {
+                        linear("\(prefix).attention.self.\($0)", inputs: hidden, outputs: hidden)
+                    }, name: "\(prefix).attention.self.query_key_value"),
                     output: linear("\(prefix).attention.output.dense", inputs: hidden, outputs: hidden),
                     norm: layerNorm("\(prefix).attention.output.LayerNorm")),
                 feedForward: FeedForwardWeights(
@@ -96,11 +124,11 @@ package struct BertWeights: Sendable {
         let classifier: LinearWeights?
         switch config.task {
         case .sequenceClassification:
-            pooler = linear("pooler.dense", inputs: hidden, outputs: hidden)
-            classifier = linear("classifier", inputs: hidden, outputs: config.labels.count, encoder: false)
+            pooler = linear("pooler.dense", inputs: hidden, outputs: hidden, head: true)
+            classifier = linear("classifier", inputs: hidden, outputs: config.labels.count, encoder: false, head: true)
         case .tokenClassification:
             pooler = nil
-            classifier = linear("classifier", inputs: hidden, outputs: config.labels.count, encoder: false)
+            classifier = linear("classifier", inputs: hidden, outputs: config.labels.count, encoder: false, head: true)
         case .embeddings:
             pooler = nil
             classifier = nil

@@ -14,15 +14,14 @@ extension BertEncoder {
     func pooler(_ pooler: LinearWeights, _ hidden: MatrixView, batch: PackedBatch, workspace: Workspace) -> MatrixView {
         let cls = sentenceEmbeddings(hidden, batch: batch, pooling: .cls, workspace: workspace)
         let pooled = workspace.matrix(.headHidden, rows: cls.rows, columns: pooler.outputSize)
-        kernels.linear(cls, pooler, into: pooled)
-        kernels.activate(pooled, .tanh)
+        kernels.linear(cls, pooler, .activation(.tanh), into: pooled)
         return pooled
     }
 
     /// `classifier`: one row of logits per input row (per text after the pooler, per token otherwise).
     func classifier(_ classifier: LinearWeights, _ features: MatrixView, workspace: Workspace) -> MatrixView {
         let logits = workspace.matrix(.logits, rows: features.rows, columns: classifier.outputSize)
-        kernels.linear(features, classifier, into: logits)
+        kernels.linear(features, classifier, .bias, into: logits)
         return logits
     }
 

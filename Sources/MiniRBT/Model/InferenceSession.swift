@@ -23,23 +23,40 @@ public struct TokenPrediction: Sendable, Equatable {
 
 /// Runs batches through one shared `BertModel` with scratch memory of its own.
 ///
-/// One session per inference shard: it is not thread-safe (its workspace is reused across calls) but
-/// any number of sessions may share a model. Each call sets the OpenMP team size of the calling thread
-/// to `threads`, since that setting is per thread in GNU OpenMP.
+/// One session per inference shard: it is not thread-safe (its workspace and prepared kernels are reused
+/// across calls) but any number of sessions may share a model. Each call sets the OpenMP team size of the
+/// calling thread to `threads`, since that setting is per thread in GNU OpenMP.
 public final class InferenceSession {
     public let model: BertModel
     /// OpenMP threads the matrix products may use.
     public let threads: Int
+    /// The format of the encoder's matrix products (the heads always run in fp32).
+    public let precision: Precision
     private let encoder: BertEncoder
     private let workspace = Workspace()
 
+    /// An fp32 session. Its weights are packed for oneDNN's fastest kernels; should oneDNN refuse that
+    /// (it does not on any CPU it supports), the session falls back to plain GEMM calls, same results.
     public convenience init(model: BertModel, threads: Int = 1) {
-        self.init(model: model, threads: threads, kernels: DNNLKernels())
+        Self.setThreads(threads)
+        let kernels: any ComputeKernels = (try? PackedKernels(precision: .fp32, weights: model.weights)) ?? ReferenceKernels()
+        self.init(model: model, threads: threads, precision: .fp32, kernels: kernels)
     }
 
-    package init(model: BertModel, threads: Int, kernels: any ComputeKernels) {
+    /// A session computing the encoder's products in `precision`, packing the weights now.
+    ///
+    /// Throws when oneDNN has no fast kernel for `precision` on this CPU (bf16 and int8 need AVX-512 or
+    /// AMX; with only a reference implementation they would be slower than fp32).
+    public convenience init(model: BertModel, threads: Int, precision: Precision) throws(KernelError) {
+        Self.setThreads(threads)
+        self.init(model: model, threads: threads, precision: precision,
+                  kernels: try PackedKernels(precision: precision, weights: model.weights))
+    }
+
+    package init(model: BertModel, threads: Int, precision: Precision = .fp32, kernels: any ComputeKernels) {
         self.model = model
         self.threads = max(1, threads)
+        self.precision = precision
         self.encoder = BertEncoder(config: model.config, weights: model.weights, kernels: kernels)
     }
 
@@ -101,8 +118,14 @@ public final class InferenceSession {
     }
 
     private func encode(_ batch: PackedBatch) -> MatrixView {
-        omp_set_num_threads(Int32(clamping: threads))
+        Self.setThreads(threads)
         return encoder.forward(batch, workspace: workspace)
+    }
+
+    /// oneDNN sizes its kernels' work split for the team size in force when a primitive is created, and
+    /// runs with the one in force at execution; both happen on the calling thread.
+    private static func setThreads(_ threads: Int) {
+        omp_set_num_threads(Int32(clamping: max(1, threads)))
     }
 
     private static func argmax(_ values: [Float]) -> Int {

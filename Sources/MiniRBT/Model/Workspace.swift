@@ -2,19 +2,17 @@
 ///
 /// Each role has its own buffer that only ever grows, so after the first few batches a forward pass
 /// allocates nothing. A view handed out for a role stays valid until that role is requested again.
+/// Buffers hold `RowPadding.rows(for: rows)` rows, the contract `ComputeKernels.linear` relies on.
 final class Workspace {
     enum Role: CaseIterable {
         /// The residual stream [tokens × hidden].
         case hidden
-        case query, key, value
+        /// Query, key and value of every token side by side [tokens × 3·hidden].
+        case queryKeyValue
         /// Attention heads' outputs side by side [tokens × hidden].
         case context
-        /// Output of a projection before its residual LayerNorm [tokens × hidden].
-        case projection
         /// Feed-forward inner activations [tokens × intermediate].
         case intermediate
-        /// Attention probabilities of one head of one text [longest × longest].
-        case scores
         /// Head inputs and outputs: one row per text, or per token for token classification.
         case headInput, headHidden, logits
     }
@@ -27,7 +25,7 @@ final class Workspace {
 
     /// A `rows × columns` matrix backed by `role`'s buffer (contents unspecified).
     func matrix(_ role: Role, rows: Int, columns: Int) -> MatrixView {
-        let needed = max(rows * columns, 1)
+        let needed = max(RowPadding.rows(for: rows) * columns, 1)
         let buffer: UnsafeMutableBufferPointer<Float>
         if let existing = buffers[role], existing.count >= needed {
             buffer = existing

@@ -1,0 +1,187 @@
+import CDNNL
+
+/// `ComputeKernels` on oneDNN primitives, the inference engine:
+///
+/// - each linear layer's weights are packed once into the layout oneDNN's kernels read fastest (the
+///   primitive chooses it; nothing here assumes an instruction set), in fp32, bf16 or int8;
+/// - bias, activation and the residual sum run inside the matmul as post-ops, so each activation matrix
+///   is written once;
+/// - primitives are created once per (layer shape, padded row count) and reused by every layer and batch;
+/// - attention runs per text with all heads in one batched matmul.
+///
+/// Layers whose `LinearWeights.allowsReducedPrecision` is false (the heads) always run in fp32.
+/// Not thread-safe: one instance per inference session.
+package final class PackedKernels: ComputeKernels {
+    package let precision: Precision
+    private let stream: DNNLStream
+    private var packed: [String: PackedLinear] = [:]
+    private var primitives: [LinearPrimitive.Key: LinearPrimitive] = [:]
+    private var weightLayouts: [LayoutKey: dnnl_memory_desc_t] = [:]
+    private var attentionByLength: [Int: AttentionPrimitives] = [:]
+    /// Activations converted to the product's input format, and int8 per-column scales.
+    private var converted = ScratchBuffer()
+    private var columnScales = ScratchBuffer()
+    private var scores = ScratchBuffer()
+
+    private struct LayoutKey: Hashable {
+        let inputs: Int
+        let outputs: Int
+        let precision: Precision
+    }
+
+    /// Row count weight layouts are chosen for; oneDNN's choice does not depend on it for these shapes.
+    private static let referenceRows = 128
+
+    /// Packs every linear layer of `weights` up front, so an instruction set without `precision` support
+    /// fails here rather than on the first batch.
+    package init(precision: Precision, weights: BertWeights) throws(KernelError) {
+        self.precision = precision
+        stream = try DNNLStream()
+        for layer in weights.linearLayers { _ = try pack(layer) }
+    }
+
+    package func linear(_ input: MatrixView, _ layer: LinearWeights, _ epilogue: LinearEpilogue, into output: MatrixView) {
+        precondition(input.columns == layer.inputSize && output.columns == layer.outputSize && input.rows == output.rows
+                     && input.rowStride == input.columns && output.rowStride == output.columns,
+                     "linear \(layer.inputSize)→\(layer.outputSize) applied to \(input.rows)×\(input.columns) into \(output.rows)×\(output.columns)")
+        guard input.rows > 0 else { return }
+        let rows = RowPadding.rows(for: input.rows)
+        let format = format(of: layer)
+        let weights: PackedLinear, primitive: LinearPrimitive
+        do {
+            weights = try pack(layer)
+            primitive = try self.primitive(LinearPrimitive.Key(inputs: layer.inputSize, outputs: layer.outputSize, rows: rows,
+                                                               precision: format, epilogue: epilogue))
+        } catch {
+            // The same layer shapes were prepared in init; failing now is a oneDNN inconsistency, not input.
+            preconditionFailure("\(error)")
+        }
+
+        let padding = (rows - input.rows) * input.columns
+        switch format {
+        case .fp32:
+            (input.base + input.rows * input.columns).update(repeating: 0, count: padding)
+            primitive.source.point(at: input.base)
+        case .bf16:
+            let halves = converted.reserve(bytes: rows * input.columns * 2).assumingMemoryBound(to: UInt16.self)
+            VectorMath.convertToBFloat16(input.base, count: input.rows * input.columns, into: halves)
+            (halves + input.rows * input.columns).update(repeating: 0, count: padding)
+            primitive.source.point(at: halves)
+        case .int8:
+            let count = input.rows * input.columns
+            let largest = VectorMath.maximumMagnitude(input.base, count: count)
+            let scale = largest > 0 ? largest / 127 : 1
+            let bytes = converted.reserve(bytes: rows * input.columns).assumingMemoryBound(to: Int8.self)
+            VectorMath.quantize(input.base, count: count, scale: scale, into: bytes)
+            (bytes + count).update(repeating: 0, count: padding)
+            let scales = columnScales.reserve(bytes: layer.outputSize * 4).assumingMemoryBound(to: Float.self)
+            for column in 0..<layer.outputSize { scales[column] = scale * weights.weightScales[column] }
+            primitive.source.point(at: bytes)
+            primitive.columnScales?.point(at: scales)
+            primitive.columnShift?.point(at: weights.bias.baseAddress.unsafelyUnwrapped)
+        }
+        if epilogue == .residual {
+            // The sum post-op reads the padding rows too; keep them finite.
+            (output.base + output.rows * output.columns).update(repeating: 0, count: (rows - output.rows) * output.columns)
+        }
+        primitive.bias?.point(at: weights.bias.baseAddress.unsafelyUnwrapped)
+        primitive.weights.point(at: weights.weights)
+        primitive.destination.point(at: output.base)
+        primitive.execute(on: stream)
+    }
+
+    package func attention(_ queryKeyValue: MatrixView, sequences: [Range<Int>], headCount: Int, into context: MatrixView) {
+        let hidden = context.columns
+        precondition(queryKeyValue.columns == 3 * hidden && hidden % headCount == 0,
+                     "attention over \(queryKeyValue.columns) QKV columns into \(hidden) with \(headCount) heads")
+        for rows in sequences {
+            let primitives: AttentionPrimitives
+            if let cached = attentionByLength[rows.count] {
+                primitives = cached
+            } else {
+                do {
+                    primitives = try AttentionPrimitives(length: rows.count, headCount: headCount, hidden: hidden,
+                                                         queryKeyValueStride: queryKeyValue.rowStride, contextStride: context.rowStride)
+                } catch {
+                    // f32 matmul and softmax exist on every CPU oneDNN supports (reference code at worst).
+                    preconditionFailure("\(error)")
+                }
+                attentionByLength[rows.count] = primitives
+            }
+            let scratch = scores.reserve(bytes: primitives.scoreCount * 4).assumingMemoryBound(to: Float.self)
+            primitives.run(queryKeyValue: queryKeyValue.base + rows.lowerBound * queryKeyValue.rowStride,
+                           contextRow: context.base + rows.lowerBound * context.rowStride, scratch: scratch, stream: stream)
+        }
+    }
+
+    package func layerNorm(_ x: MatrixView, _ norm: LayerNormWeights, epsilon: Float) {
+        precondition(x.columns == norm.size, "layer norm of size \(norm.size) applied to \(x.rows)×\(x.columns)")
+        norm.weight.withUnsafeBufferPointer { gamma in
+            norm.bias.withUnsafeBufferPointer { beta in
+                guard let gamma = gamma.baseAddress, let beta = beta.baseAddress else { return }
+                for index in 0..<x.rows {
+                    VectorMath.layerNorm(x.base + index * x.rowStride, count: x.columns, gamma: gamma, beta: beta, epsilon: epsilon)
+                }
+            }
+        }
+    }
+
+    /// Implementations oneDNN picked, by operation (for benchmarks and logs).
+    package var implementations: [String] {
+        primitives.values.map { "\($0.key.precision) \($0.key.inputs)→\($0.key.outputs): \($0.primitive.implementation)" }.sorted()
+    }
+
+    // MARK: - Preparation
+
+    private func format(of layer: LinearWeights) -> Precision {
+        layer.allowsReducedPrecision ? precision : .fp32
+    }
+
+    private func pack(_ layer: LinearWeights) throws(KernelError) -> PackedLinear {
+        if let existing = packed[layer.name] { return existing }
+        let format = format(of: layer)
+        let layoutKey = LayoutKey(inputs: layer.inputSize, outputs: layer.outputSize, precision: format)
+        let layout: dnnl_memory_desc_t
+        if let known = weightLayouts[layoutKey] {
+            layout = known
+        } else {
+            let chooser = try LinearPrimitive(LinearPrimitive.Key(inputs: layer.inputSize, outputs: layer.outputSize,
+                                                                  rows: Self.referenceRows, precision: format, epilogue: .bias),
+                                              weightsLayout: nil)
+            layout = chooser.weightsLayout
+            weightLayouts[layoutKey] = layout
+            primitives[chooser.key] = chooser
+        }
+        let packedLayer = try PackedLinear(layer, precision: format, layout: layout, stream: stream)
+        packed[layer.name] = packedLayer
+        return packedLayer
+    }
+
+    private func primitive(_ key: LinearPrimitive.Key) throws(KernelError) -> LinearPrimitive {
+        if let existing = primitives[key] { return existing }
+        let layout = weightLayouts[LayoutKey(inputs: key.inputs, outputs: key.outputs, precision: key.precision)]
+        let created = try LinearPrimitive(key, weightsLayout: layout)
+        primitives[key] = created
+        return created
+    }
+}
+
+/// Raw scratch memory that grows to the largest request and is then reused.
+struct ScratchBuffer: ~Copyable {
+    private var base: UnsafeMutableRawPointer?
+    private var capacity = 0
+
+    init() {}
+
+    deinit { base?.deallocate() }
+
+    /// At least `bytes` bytes, 64-byte aligned; contents unspecified.
+    mutating func reserve(bytes: Int) -> UnsafeMutableRawPointer {
+        if let base, capacity >= bytes { return base }
+        base?.deallocate()
+        let fresh = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+        base = fresh
+        capacity = max(bytes, 64)
+        return fresh
+    }
+}

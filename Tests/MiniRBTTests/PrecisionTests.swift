@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+@testable import MiniRBT
+
+/// The packed oneDNN engine against the plain reference kernels, and the reduced precisions against fp32.
+@Suite struct PrecisionTests {
+    static let tinyBert = Bundle.module.url(forResource: "tiny-bert", withExtension: nil, subdirectory: "Fixtures")!
+
+    /// Texts of many lengths, so the batch spans several padded row counts and attention lengths.
+    static func varied(vocabSize: Int, count: Int = 13) -> [ModelInput] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { index in
+            let length = 2 + (index * 7) % 30
+            return ModelInput(inputIDs: (0..<length).map { _ in Int32.random(in: 0..<Int32(vocabSize), using: &generator) })
+        }
+    }
+
+    static func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
+        zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
+    }
+
+    @Test(arguments: ["f32", "embeddings-relu"])
+    func packedFP32MatchesReferenceKernels(variant: String) throws {
+        let model = try BertModel.load(directory: Self.tinyBert.appendingPathComponent(variant))
+        let packed = try InferenceSession(model: model, threads: 2, precision: .fp32)
+        let reference = InferenceSession(model: model, threads: 2, kernels: ReferenceKernels())
+        let inputs = Self.varied(vocabSize: model.config.vocabSize)
+        // Twice: the second pass reuses primitives and workspace buffers whose padding rows hold old values.
+        for _ in 0..<2 {
+            let fast = try packed.hiddenStates(inputs), plain = try reference.hiddenStates(inputs)
+            #expect(fast.map(\.shape) == plain.map(\.shape))
+            let worst = zip(fast, plain).map { Self.maxDifference($0.values, $1.values) }.max() ?? .infinity
+            #expect(worst < 1e-4, "max |hidden state diff| \(worst)")
+        }
+    }
+
+    @Test(arguments: [Precision.bf16, .int8])
+    func reducedPrecisionStaysCloseOnTinyBert(precision: Precision) throws {
+        let model = try BertModel.load(directory: Self.tinyBert.appendingPathComponent("f32"))
+        let fast = try InferenceSession(model: model, threads: 1, precision: precision)
+        let exact = InferenceSession(model: model, threads: 1)
+        let inputs = Self.varied(vocabSize: model.config.vocabSize)
+        let fastLogits = try fast.classify(inputs).flatMap(\.logits)
+        let exactLogits = try exact.classify(inputs).flatMap(\.logits)
+        let scale = exactLogits.map(abs).max() ?? 1
+        // bf16 keeps 8 significant bits, int8 ~7: a few per cent of the logits' range, not more.
+        #expect(Self.maxDifference(fastLogits, exactLogits) < 0.05 * max(scale, 1))
+        #expect(fast.precision == precision)
+    }
+
+    @Test func agreementCountsEqualLabelsAndRefusalSaysWhy() throws {
+        let model = try BertModel.load(directory: Self.tinyBert.appendingPathComponent("f32"))
+        let exact = InferenceSession(model: model, threads: 1)
+        let inputs = Self.varied(vocabSize: model.config.vocabSize)
+        let same = try exact.agreement(with: InferenceSession(model: model, threads: 1), on: inputs, batchSize: 4)
+        #expect(same == PrecisionAgreement(precision: .fp32, compared: inputs.count, agreeing: inputs.count))
+
+        let refusal = PrecisionCheckError(agreement: PrecisionAgreement(precision: .int8, compared: 200, agreeing: 190),
+                                          threshold: 0.995)
+        #expect(refusal.description.contains("190/200"))
+        #expect(refusal.description.contains("99.50%"))
+        #expect(refusal.description.contains("int8"))
+    }
+}
+
+/// bf16 and int8 on the trained demo checkpoint: the issue's ≥ 99.5% argmax agreement with fp32 on
+/// every ChnSentiCorp dev text.
+@Suite(.enabled(if: FileManager.default.fileExists(atPath: SharedDevSet.texts.path)
+                && FileManager.default.fileExists(atPath: SharedDevSet.model.path),
+                "../shared/models/minirbt-h256-chnsenticorp/v2 or ../shared/data/chnsenticorp is not present"))
+struct SharedModelPrecisionTests {
+    @Test(arguments: [Precision.bf16, .int8])
+    func reducedPrecisionAgreesWithFP32OnTheDevSet(precision: Precision) throws {
+        let model = try BertModel.load(directory: SharedDevSet.model)
+        let tokenizer = try BertTokenizer(checkpointDirectory: SharedDevSet.model)
+        let inputs = try SharedDevSet.inputs(tokenizer: tokenizer)
+        let fast = try InferenceSession(model: model, threads: 2, precision: precision)
+        let agreement = try fast.agreement(with: InferenceSession(model: model, threads: 2), on: inputs)
+        print("v2 dev set: \(agreement)")
+        #expect(agreement.compared == inputs.count)
+        #expect(agreement.fraction >= 0.995, "\(agreement)")
+    }
+}
+
+private enum SharedDevSet {
+    static let shared = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("shared")
+    static let model = shared.appendingPathComponent("models/minirbt-h256-chnsenticorp/v2")
+    static let texts = shared.appendingPathComponent("data/chnsenticorp/dev.jsonl")
+
+    struct Line: Decodable { let text: String }
+
+    static func inputs(tokenizer: BertTokenizer) throws -> [ModelInput] {
+        let decoder = JSONDecoder()
+        return try String(contentsOf: texts, encoding: .utf8).split(whereSeparator: \.isNewline).map { line in
+            let encoding = tokenizer.encode(try decoder.decode(Line.self, from: Data(line.utf8)).text, maxLength: 128)
+            return ModelInput(inputIDs: encoding.inputIDs, tokenTypeIDs: encoding.tokenTypeIDs)
+        }
+    }
+}

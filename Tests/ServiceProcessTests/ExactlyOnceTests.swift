@@ -1,0 +1,86 @@
+import Foundation
+import Kafka
+import KafkaTestSupport
+import Testing
+
+/// `--delivery exactly-once` across a crash: kill -9 mid-stream, restart with the same group and
+/// transactional id, and read the outputs as a `read_committed` consumer.
+@Suite struct ExactlyOnceTests {
+    @Test("exactly-once: after kill -9 and a restart, a read_committed reader sees every event's output",
+          .enabled(if: E2EFixtures.sharedDataPresent, "needs ../shared/models and ../shared/data"),
+          .timeLimit(.minutes(6)))
+    func killNineThenRestart() async throws {
+        try ProductBinaries.require()
+        let input = try await TestBroker.createTopic("e2e-eos-in", partitions: 4)
+        let output = try await TestBroker.createTopic("e2e-eos-out", partitions: 2)
+        let dlq = try await TestBroker.createTopic("e2e-eos-dlq", partitions: 1)
+        let group = TestBroker.uniqueTopic("e2e-eos-group")
+        let arguments = E2EFixtures.runArguments(
+            input: input, output: output, dlq: dlq, group: group,
+            extra: ["--model", E2EFixtures.modelDirectory("v2").path, "--delivery", "exactly-once",
+                    "--transactional-id", TestBroker.uniqueTopic("e2e-eos-txn"),
+                    // The killed member never says goodbye: let the group drop it after 10 s, not 45.
+                    "--kafka", "session.timeout.ms=10000"])
+
+        try await withE2EScope { scope in
+            let feed = try scope.feed(topic: input, malformedEvery: 25)
+            let recorder = try await scope.recorder(topics: [output, dlq], isolation: .readCommitted)
+            // What physically reached the topics, aborted transactions included: shows whether the kill left
+            // an aborted transaction's results behind for the broker to hide.
+            let everything = try await scope.recorder(topics: [output, dlq], isolation: .readUncommitted)
+            try await feed.send(count: 120)
+            let first = try scope.stream("eos-first", arguments)
+            try await recorder.wait(for: "the first instance's first committed outputs", timeout: .seconds(120),
+                                    progress: { "\($0.count) outputs\n\(first.logTail())" }) { $0.count >= 20 }
+            feed.startStreaming(pacing: .milliseconds(60), limit: 320)
+            // Aim the kill at an open transaction whose results already reached the broker: more outputs in
+            // the log than a read_committed reader sees. Best effort: commits come every 500 ms, and if the
+            // moment is missed the kill still lands mid-stream.
+            let openTransactionSeen = (try? await everything.wait(for: "results of an open transaction", timeout: .seconds(10)) {
+                $0.count > recorder.records.count
+            }) != nil
+
+            first.kill()
+            #expect(try await first.waitForExit(timeout: .seconds(10)) == .signalled(SIGKILL))
+            let beforeRestart = (committed: recorder.records.count, inLog: everything.records.count)
+            let committedBeforeKill = Set(Outputs(recorder.records, resultTopic: output).all.map(\.eventID))
+
+            let second = try scope.stream("eos-second", arguments)
+            let sent = try await feed.finishStreaming()
+            let records = try await recorder.wait(
+                for: "a committed output for each of the \(sent.count) events after the restart", timeout: .seconds(180),
+                progress: { records in
+                    let missing = Outputs(records, resultTopic: output).missing(sent)
+                    return "\(missing.count) events without output: \(missing.idList)\n\(second.logTail())"
+                }) { Outputs($0, resultTopic: output).coversAll(sent) }
+
+            let outputs = Outputs(records, resultTopic: output)
+            #expect(outputs.undecodable.isEmpty)
+            #expect(outputs.missing(sent).isEmpty)
+            // The killed instance's open transaction is aborted when the restarted producer (same
+            // transactional id) fences it. Kafka then hides its results from read_committed readers for good.
+            // Tansu 0.6 hides them only while the transaction is open (its last stable offset works: at the
+            // kill a read_committed reader sees fewer outputs than the log holds) and delivers them once it
+            // is aborted, so those events show up twice. Whether any do depends on where the kill lands; the
+            // product's side (every event answered, committed offsets honoured) is asserted above.
+            let seenTwice = outputs.duplicated(sent)
+            // What the product itself guarantees, whatever the broker does with aborts: a committed
+            // transaction's events are never redone (their offsets were committed with them).
+            let redone = seenTwice.filter { committedBeforeKill.contains($0.id) }
+            #expect(redone.isEmpty, "events committed before the kill were processed again: \(redone.idList)")
+            withKnownIssue("Tansu 0.6 does not filter aborted transactions", isIntermittent: true) {
+                #expect(seenTwice.isEmpty, "\(seenTwice.count) events seen twice by a read_committed reader: \(seenTwice.idList)")
+            }
+            let physical = Outputs(try await everything.wait(for: "the uncommitted view of every output", timeout: .seconds(30)) {
+                Outputs($0, resultTopic: output).coversAll(sent)
+            }, resultTopic: output)
+            print("[e2e] exactly-once: kill -9 with \(beforeRestart.committed) committed and \(beforeRestart.inLog) outputs in the log "
+                  + "(open transaction seen: \(openTransactionSeen)), \(sent.count) events; "
+                  + "\(seenTwice.count) seen twice by read_committed, "
+                  + "\(physical.duplicated(sent).count) twice in the log (read_uncommitted)")
+
+            second.terminate()
+            #expect(try await second.waitForExit(timeout: .seconds(40)) == .exited(0), "\(second.logTail())")
+        }
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import Kafka
+import KafkaTestSupport
+import StreamPipeline
+import Testing
+
+/// Rolling model versions into a running service with `minirbt-admin`, while events keep flowing.
+@Suite struct HotSwapTests {
+    @Test("deploy v1 then v2, rollback, a corrupt v3, a forged deploy: one output per event, each partition switches once per rollout",
+          .enabled(if: E2EFixtures.sharedDataPresent, "needs ../shared/models and ../shared/data"),
+          .timeLimit(.minutes(8)))
+    func deployRollbackAndRefuseCorruptBundle() async throws {
+        try ProductBinaries.require()
+        try await withE2EScope { scope in
+            let plane = try await ControlPlane.prepare(in: scope)
+            let input = try await TestBroker.createTopic("e2e-swap-in", partitions: 4)
+            let output = try await TestBroker.createTopic("e2e-swap-out", partitions: 2)
+            let dlq = try await TestBroker.createTopic("e2e-swap-dlq", partitions: 1)
+            let instance = "e2e-swap-\(UUID().uuidString.prefix(6))"
+            let feed = try scope.feed(topic: input)
+            let recorder = try await scope.recorder(topics: [output, dlq])
+            let service = try scope.stream("swap", E2EFixtures.runArguments(
+                input: input, output: output, dlq: dlq, group: TestBroker.uniqueTopic("e2e-swap-group"),
+                extra: plane.serviceArguments(instance: instance)))
+
+            /// Waits until every event sent so far has its output: the stream is flowing through the service.
+            func awaitOutputsOfEverythingSent(_ what: String) async throws {
+                let target = feed.sent
+                try await recorder.wait(for: "outputs of the \(target.count) events sent \(what)", timeout: .seconds(120),
+                                        progress: { "\(Outputs($0, resultTopic: output).missing(target).count) still missing\n\(service.logTail())" }) {
+                    Outputs($0, resultTopic: output).coversAll(target)
+                }
+            }
+
+            try await feed.send(count: 10)
+            try await awaitOutputsOfEverythingSent("before any rollout (the service joined its group)")
+            feed.startStreaming(pacing: .milliseconds(120))
+
+            // Deploying the version already serving changes nothing but must be acknowledged.
+            try await plane.rolloutSucceeds(["deploy", plane.deployment, "v1", "--wait"])
+            let beforeV2 = feed.count
+            try await plane.rolloutSucceeds(["deploy", plane.deployment, "v2", "--wait"])
+            let afterV2 = feed.count
+            let status = try await plane.status()
+            #expect(ControlPlane.activeVersion(of: instance, in: status.output) == "sentiment/v2",
+                    "status should show \(instance) on v2:\n\(status.output)")
+            try await awaitOutputsOfEverythingSent("after v2 was deployed")
+
+            let beforeRollback = feed.count
+            try await plane.rolloutSucceeds(["rollback", plane.deployment, "--wait"])
+            let afterRollback = feed.count
+            try await awaitOutputsOfEverythingSent("after the rollback")
+
+            // A bundle whose weights no longer match its manifest is refused; v1 keeps serving.
+            try plane.publishCorruptCopy(of: "v2", as: "v3")
+            let corrupt = try await plane.rollout(["deploy", plane.deployment, "v3", "--wait"])
+            #expect(!corrupt.succeeded, "deploying a corrupt bundle must fail: \(corrupt)")
+            #expect(corrupt.output.contains("model.safetensors") && corrupt.output.contains("sha256 mismatch"),
+                    "the failure should name the file and the check: \(corrupt)")
+            try await awaitOutputsOfEverythingSent("after the corrupt deploy")
+
+            // A deploy signed with a key the service does not trust is rejected and reported; nothing changes.
+            // No instance applies or fails it, so `--wait` can only time out.
+            let intruder = try scope.temporaryDirectory("intruder-keys")
+            try await AdminProcess.succeed(["keygen", "--out", intruder.path])
+            let forged = try await plane.rollout(["deploy", plane.deployment, "v2", "--wait"],
+                                                 key: intruder.appendingPathComponent("minirbt-control.key"), waitSeconds: 15)
+            #expect(!forged.succeeded, "a deploy signed by an untrusted key must not be applied: \(forged)")
+            let afterForgery = try await plane.status()
+            let row = afterForgery.output.split(separator: "\n").first { $0.hasPrefix(instance) }
+            #expect(row?.contains("unknown key") == true, "status should report the rejection:\n\(afterForgery.output)")
+            #expect(ControlPlane.activeVersion(of: instance, in: afterForgery.output) == "sentiment/v1", "\(afterForgery.output)")
+            try await awaitOutputsOfEverythingSent("after the forged deploy")
+
+            let sent = try await feed.stopStreaming()
+            let records = try await recorder.wait(for: "outputs of all \(sent.count) events", timeout: .seconds(120),
+                                                  progress: { "\($0.count) outputs\n\(service.logTail())" }) {
+                Outputs($0, resultTopic: output).coversAll(sent)
+            }
+            let outputs = Outputs(records, resultTopic: output)
+            #expect(outputs.undecodable.isEmpty)
+            #expect(outputs.duplicated(sent).isEmpty, "events answered twice: \(outputs.duplicated(sent).idList)")
+            #expect(outputs.all.allSatisfy { $0.result != nil }, "no event should be dead-lettered")
+
+            // Within each input partition: v1, then v2, then v1 again, each switch happening once.
+            let results = outputs.results
+            for (partition, answered) in Dictionary(grouping: results, by: { $0.source?.partition ?? -1 }) {
+                let versions = answered.sorted { ($0.source?.offset ?? -1) < ($1.source?.offset ?? -1) }.map(\.model.version)
+                #expect(Self.runs(versions) == ["v1", "v2", "v1"], "partition \(partition) served \(Self.runs(versions))")
+            }
+            // What `--wait` promises: an event sent after it returned is answered by the new version.
+            let versionByID = Dictionary(results.map { ($0.id, $0.model.version) }) { first, _ in first }
+            func versions(_ range: Range<Int>) -> Set<String> {
+                Set(sent[range].compactMap { versionByID[$0.id] })
+            }
+            #expect(versions(0..<beforeV2) == ["v1"], "before v2 was deployed")
+            #expect(versions(afterV2..<beforeRollback) == ["v2"], "after deploy v2 --wait returned")
+            #expect(versions(afterRollback..<sent.count) == ["v1"], "after rollback --wait returned, corrupt and forged deploys included")
+            #expect(results.allSatisfy { $0.model.name == plane.deployment })
+            print("[e2e] hot swap: \(sent.count) events; v2 from #\(beforeV2)…#\(afterV2), v1 again from #\(beforeRollback)…#\(afterRollback)")
+
+            service.terminate()
+            #expect(try await service.waitForExit(timeout: .seconds(40)) == .exited(0), "\(service.logTail())")
+        }
+    }
+
+    /// `[a, a, b, b, a]` → `[a, b, a]`.
+    static func runs(_ values: [String]) -> [String] {
+        values.reduce(into: []) { runs, value in
+            if runs.last != value { runs.append(value) }
+        }
+    }
+}
