@@ -39,11 +39,7 @@ struct InferCommand: ParsableCommand {
     @Option(help: "Pooling for sentence-embedding models: cls or mean.")
     var pooling: Pooling = .cls
 
-    @Option(help: "JSON Lines input file ('-' for standard input).")
-    var input: String = "-"
-
-    @Option(help: "JSON Lines output file ('-' for standard output).")
-    var output: String = "-"
+    @OptionGroup var files: JSONLinesOptions
 
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
@@ -59,9 +55,7 @@ struct InferCommand: ParsableCommand {
         }
         let predictor = Predictor(threads: threads, maxLength: maxLength, includeLogits: logits, pooling: pooling,
                                   precision: precision)
-        let writer = try LineWriter(path: output)
-        let format = EventFormat(kind: .json)
-
+        let writer = try LineWriter(path: files.output)
         var pending: [(line: Int, event: TextEvent)] = []
         func flush() throws {
             let predictions = try predictor.predict(pending.map(\.event), with: loaded)
@@ -72,19 +66,15 @@ struct InferCommand: ParsableCommand {
             pending.removeAll(keepingCapacity: true)
         }
 
-        var number = 0
-        for line in try LineReader(path: input) {
-            number += 1
-            if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) { continue }
-            switch format.decode(line) {
+        try files.forEachEvent { line, decoded in
+            switch decoded {
             case .success(let event):
-                pending.append((number, event))
+                pending.append((line, event))
                 if pending.count == batch { try flush() }
             case .failure(let error):
                 // Earlier good lines go out first, so the output keeps the input's order.
                 try flush()
-                try writer.write(LineError(id: nil, line: number,
-                                           error: .init(code: error.code.rawValue, message: error.message)))
+                try writer.write(LineError(line: line, error))
             }
         }
         try flush()

@@ -1,4 +1,6 @@
+import ArgumentParser
 import Foundation
+import StreamPipeline
 
 /// Reads a file or standard input line by line as raw bytes, so invalid UTF-8 reaches the decoder (and its
 /// error message) instead of failing the whole read.
@@ -73,6 +75,27 @@ final class LineWriter {
     deinit { flush() }
 }
 
+/// Where the offline commands read events and write their lines.
+struct JSONLinesOptions: ParsableArguments {
+    @Option(help: "JSON Lines input file ('-' for standard input).")
+    var input: String = "-"
+
+    @Option(help: "JSON Lines output file ('-' for standard output).")
+    var output: String = "-"
+
+    /// Decodes every non-blank input line as a JSON event and hands it to `body` with its 1-based line
+    /// number; a line that cannot be decoded is handed over as its error, so callers keep input order.
+    func forEachEvent(_ body: (Int, Result<TextEvent, EventDecodingError>) throws -> Void) throws {
+        let format = EventFormat(kind: .json)
+        var number = 0
+        for line in try LineReader(path: input) {
+            number += 1
+            if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) { continue }
+            try body(number, format.decode(line))
+        }
+    }
+}
+
 /// The per-line error object of the offline commands: the run goes on after it.
 struct LineError: Encodable {
     struct Reason: Encodable {
@@ -80,9 +103,13 @@ struct LineError: Encodable {
         var message: String
     }
 
-    var id: String?
     var line: Int
     var error: Reason
+
+    init(line: Int, _ error: EventDecodingError) {
+        self.line = line
+        self.error = Reason(code: error.code.rawValue, message: error.message)
+    }
 }
 
 extension JSONEncoder {

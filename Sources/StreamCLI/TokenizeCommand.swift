@@ -22,11 +22,7 @@ struct TokenizeCommand: ParsableCommand {
     @Flag(help: "Keep upper case and accents (for cased vocabularies).")
     var cased = false
 
-    @Option(help: "JSON Lines input file ('-' for standard input).")
-    var input: String = "-"
-
-    @Option(help: "JSON Lines output file ('-' for standard output).")
-    var output: String = "-"
+    @OptionGroup var files: JSONLinesOptions
 
     func validate() throws {
         guard maxLength >= 2 else { throw ValidationError("--max-length must be at least 2 ([CLS] and [SEP]), got \(maxLength)") }
@@ -48,19 +44,15 @@ struct TokenizeCommand: ParsableCommand {
     func run() throws {
         let vocabulary = try Vocabulary(contentsOf: URL(fileURLWithPath: vocab))
         let tokenizer = BertTokenizer(vocabulary: vocabulary, lowercase: !cased)
-        let writer = try LineWriter(path: output)
-        let format = EventFormat(kind: .json)
-        var number = 0
-        for line in try LineReader(path: input) {
-            number += 1
-            if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) { continue }
-            switch format.decode(line) {
+        let writer = try LineWriter(path: files.output)
+        try files.forEachEvent { line, decoded in
+            switch decoded {
             case .success(let event):
                 let encoding = tokenizer.encode(event.text, pair: event.textPair, maxLength: maxLength)
                 try writer.write(Line(id: event.id, inputIDs: encoding.inputIDs,
                                       tokenTypeIDs: encoding.tokenTypeIDs, truncated: encoding.truncated))
             case .failure(let error):
-                try writer.write(LineError(line: number, error: .init(code: error.code.rawValue, message: error.message)))
+                try writer.write(LineError(line: line, error))
             }
         }
         writer.flush()
