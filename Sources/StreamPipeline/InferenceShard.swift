@@ -175,6 +175,11 @@ final class InferenceShard: Sendable {
         queue.close()
     }
 
+    /// Forgets every queued record (a shutdown past its deadline); returns how many.
+    func discardQueued() -> Int {
+        queue.removeAll { _ in true }
+    }
+
     /// Forgets queued records of partitions this replica no longer owns.
     func drop(_ partitions: Set<TopicPartition>) {
         queue.removeAll { partitions.contains($0.record.topicPartition) }

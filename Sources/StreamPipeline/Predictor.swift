@@ -26,9 +26,11 @@ public final class Predictor {
     /// more than 0.5% of the predictions.
     public let precision: Precision
     private var session: InferenceSession?
+    /// The model whose reduced precision was refused, so later batches fail fast instead of re-checking.
+    private var refused: (model: BertModel, error: any Error)?
 
     public init(threads: Int = 1, maxLength: Int = 128, includeLogits: Bool = false, pooling: Pooling = .cls,
-                precision: Precision = .fp32) {
+                precision: Precision = .default) {
         self.threads = max(1, threads)
         self.precision = precision
         self.maxLength = maxLength
@@ -65,7 +67,17 @@ public final class Predictor {
 
     private func session(for model: BertModel, samples: [ModelInput]) throws -> InferenceSession {
         if let session, session.model === model { return session }
-        let fresh = try InferenceSession.checked(model: model, threads: threads, precision: precision, samples: samples)
+        if let refused, refused.model === model { throw refused.error }
+        let fresh: InferenceSession
+        do {
+            fresh = try InferenceSession.checked(model: model, threads: threads, precision: precision, samples: samples)
+        } catch let error as PrecisionCheckError {
+            refused = (model, error)
+            throw error
+        } catch let error as KernelError {
+            refused = (model, error)
+            throw error
+        }
         session = fresh
         return fresh
     }

@@ -28,8 +28,10 @@ public struct StreamSettings: Sendable {
     public var delivery = DeliveryMode.atLeastOnce
     /// How often acknowledged offsets are committed (or, exactly-once, transactions committed).
     public var commitInterval = Duration.milliseconds(500)
-    /// Longest a revocation or shutdown waits for in-flight events to be acknowledged.
-    public var drainTimeout = Duration.seconds(30)
+    /// Longest a revocation waits for in-flight events to be acknowledged, and a shutdown for the shards to
+    /// drain (queued events left then are redone by the next owner) and again for the producer to flush:
+    /// a SIGTERM ends within about twice this.
+    public var drainTimeout = Duration.seconds(15)
     /// How often consumer lag and the serving models are sampled for metrics and heartbeats.
     public var observeInterval = Duration.seconds(5)
     /// Header that carries the answering model's version on every result.
@@ -120,9 +122,17 @@ public final class StreamService: Service, Sendable {
                 throw error
             }
             statusState.withLock { $0.consuming = false }
-            logger.info("stopping: draining shards")
+            logger.info("stopping: draining shards", metadata: ["deadline": "\(settings.drainTimeout)"])
             shards.forEach { $0.stop() }
+            // Bounded: what is still queued at the deadline is dropped uncommitted, for the next owner to redo.
+            let deadline = Task { [shards, logger, settings] in
+                try await Task.sleep(for: settings.drainTimeout)
+                let dropped = shards.reduce(0) { $0 + $1.discardQueued() }
+                logger.warning("drain deadline passed; queued events left uncommitted for redelivery",
+                               metadata: ["events": "\(dropped)"])
+            }
             try await group.waitForAll()
+            deadline.cancel()
             committer.cancel()
             observer.cancel()
             await committer.value

@@ -44,9 +44,14 @@ final class WorkQueue<Item>: @unchecked Sendable {
         return batch
     }
 
-    /// Removes queued items that match, e.g. those of a lost partition.
-    func removeAll(where shouldRemove: (Item) -> Bool) {
-        condition.withLock { items.removeAll(where: shouldRemove) }
+    /// Removes queued items that match, e.g. those of a lost partition; returns how many.
+    @discardableResult
+    func removeAll(where shouldRemove: (Item) -> Bool) -> Int {
+        condition.withLock {
+            let before = items.count
+            items.removeAll(where: shouldRemove)
+            return before - items.count
+        }
     }
 
     /// No more items will come; the worker drains what is queued, then `nextBatch` returns nil.

@@ -20,7 +20,7 @@ func withE2EScope<T: Sendable>(_ body: (E2EScope) async throws -> T) async throw
 final class E2EScope: Sendable {
     private let processes = Mutex<[ServiceProcess]>([])
     private let feeds = Mutex<[EventFeed]>([])
-    private let recorders = Mutex<[TopicRecorder]>([])
+    private let recorders = Mutex<[OutputRecorder]>([])
     private let directories = Mutex<[URL]>([])
 
     /// Starts `minirbt-stream run …`.
@@ -36,8 +36,10 @@ final class E2EScope: Sendable {
         return feed
     }
 
-    func recorder(topics: [String], isolation: ConsumerConfiguration.IsolationLevel = .readCommitted) async throws -> TopicRecorder {
-        let recorder = try await TopicRecorder(topics: topics, isolation: isolation)
+    /// Starts reading the service's outputs from the beginning.
+    func recorder(results: String, deadLetters: String,
+                  isolation: ConsumerConfiguration.IsolationLevel = .readCommitted) async throws -> OutputRecorder {
+        let recorder = try await OutputRecorder(resultTopic: results, deadLetterTopic: deadLetters, isolation: isolation)
         recorders.withLock { $0.append(recorder) }
         return recorder
     }

@@ -24,10 +24,10 @@ import Testing
 
         try await withE2EScope { scope in
             let feed = try scope.feed(topic: input, malformedEvery: 25)
-            let recorder = try await scope.recorder(topics: [output, dlq], isolation: .readCommitted)
+            let recorder = try await scope.recorder(results: output, deadLetters: dlq, isolation: .readCommitted)
             // What physically reached the topics, aborted transactions included: shows whether the kill left
             // an aborted transaction's results behind for the broker to hide.
-            let everything = try await scope.recorder(topics: [output, dlq], isolation: .readUncommitted)
+            let everything = try await scope.recorder(results: output, deadLetters: dlq, isolation: .readUncommitted)
             try await feed.send(count: 120)
             let first = try scope.stream("eos-first", arguments)
             try await recorder.wait(for: "the first instance's first committed outputs", timeout: .seconds(120),
@@ -37,24 +37,23 @@ import Testing
             // the log than a read_committed reader sees. Best effort: commits come every 500 ms, and if the
             // moment is missed the kill still lands mid-stream.
             let openTransactionSeen = (try? await everything.wait(for: "results of an open transaction", timeout: .seconds(10)) {
-                $0.count > recorder.records.count
+                $0.count > recorder.outputs.count
             }) != nil
 
             first.kill()
             #expect(try await first.waitForExit(timeout: .seconds(10)) == .signalled(SIGKILL))
-            let beforeRestart = (committed: recorder.records.count, inLog: everything.records.count)
-            let committedBeforeKill = Set(Outputs(recorder.records, resultTopic: output).all.map(\.eventID))
+            let beforeRestart = (committed: recorder.outputs.count, inLog: everything.outputs.count)
+            let committedBeforeKill = Set(recorder.outputs.all.map(\.eventID))
 
             let second = try scope.stream("eos-second", arguments)
             let sent = try await feed.finishStreaming()
-            let records = try await recorder.wait(
+            let outputs = try await recorder.wait(
                 for: "a committed output for each of the \(sent.count) events after the restart", timeout: .seconds(180),
-                progress: { records in
-                    let missing = Outputs(records, resultTopic: output).missing(sent)
+                progress: { outputs in
+                    let missing = outputs.missing(sent)
                     return "\(missing.count) events without output: \(missing.idList)\n\(second.logTail())"
-                }) { Outputs($0, resultTopic: output).coversAll(sent) }
+                }) { $0.coversAll(sent) }
 
-            let outputs = Outputs(records, resultTopic: output)
             #expect(outputs.undecodable.isEmpty)
             #expect(outputs.missing(sent).isEmpty)
             // The killed instance's open transaction is aborted when the restarted producer (same
@@ -71,9 +70,9 @@ import Testing
             withKnownIssue("Tansu 0.6 does not filter aborted transactions", isIntermittent: true) {
                 #expect(seenTwice.isEmpty, "\(seenTwice.count) events seen twice by a read_committed reader: \(seenTwice.idList)")
             }
-            let physical = Outputs(try await everything.wait(for: "the uncommitted view of every output", timeout: .seconds(30)) {
-                Outputs($0, resultTopic: output).coversAll(sent)
-            }, resultTopic: output)
+            let physical = try await everything.wait(for: "the uncommitted view of every output", timeout: .seconds(30)) {
+                $0.coversAll(sent)
+            }
             print("[e2e] exactly-once: kill -9 with \(beforeRestart.committed) committed and \(beforeRestart.inLog) outputs in the log "
                   + "(open transaction seen: \(openTransactionSeen)), \(sent.count) events; "
                   + "\(seenTwice.count) seen twice by read_committed, "

@@ -20,7 +20,7 @@ import Testing
 
         try await withE2EScope { scope in
             let feed = try scope.feed(topic: input, malformedEvery: 30)
-            let recorder = try await scope.recorder(topics: [output, dlq])
+            let recorder = try await scope.recorder(results: output, deadLetters: dlq)
             let instances = [try scope.stream("split-a", arguments), try scope.stream("split-b", arguments)]
             // Both members joined: from here on the split is stable unless the broker says otherwise.
             for instance in instances {
@@ -30,12 +30,12 @@ import Testing
 
             try await feed.send(count: 200)
             let sent = feed.sent
-            let records = try await recorder.wait(
+            let outputs = try await recorder.wait(
                 for: "an output for each of the \(sent.count) events", timeout: .seconds(180),
-                progress: { records in
-                    let missing = Outputs(records, resultTopic: output).missing(sent)
+                progress: { outputs in
+                    let missing = outputs.missing(sent)
                     return "\(missing.count) events without output: \(missing.idList)\n\(scope.logTails())"
-                }) { Outputs($0, resultTopic: output).coversAll(sent) }
+                }) { $0.coversAll(sent) }
             // Read before stopping: leaving the group revokes partitions too.
             let logsWhileStreaming = instances.map(\.log)
 
@@ -55,7 +55,6 @@ import Testing
                 #expect((count ?? 0) > 0, "\(instance.name) should have published outputs\n\(instance.logTail())")
             }
 
-            let outputs = Outputs(records, resultTopic: output)
             #expect(outputs.undecodable.isEmpty)
             // Exactly once, unless the group rebalanced while events were flowing (then at-least-once allows
             // a partition's uncommitted tail to be redone by its new owner).

@@ -27,7 +27,7 @@ import Testing
             let dlq = try await TestBroker.createTopic("e2e-canary-dlq", partitions: 1)
             let instance = "e2e-canary-\(UUID().uuidString.prefix(6))"
             let feed = try scope.feed(topic: input)
-            let recorder = try await scope.recorder(topics: [output, dlq])
+            let recorder = try await scope.recorder(results: output, deadLetters: dlq)
             // The fallback is v1: only the control topic can make it serve v2.
             let service = try scope.stream("canary", E2EFixtures.runArguments(
                 input: input, output: output, dlq: dlq, group: TestBroker.uniqueTopic("e2e-canary-group"),
@@ -40,12 +40,11 @@ import Testing
                     try await feed.send(key: "user-\(index)", id: "user-\(index)#\(number)")
                 }
                 let sent = Array(feed.sent[start...])
-                let records = try await recorder.wait(
+                let outputs = try await recorder.wait(
                     for: "results of round \(number)", timeout: .seconds(150),
-                    progress: { "\(Outputs($0, resultTopic: output).missing(sent).count) missing\n\(service.logTail())" }) {
-                    Outputs($0, resultTopic: output).coversAll(sent)
+                    progress: { "\($0.missing(sent).count) missing\n\(service.logTail())" }) {
+                    $0.coversAll(sent)
                 }
-                let outputs = Outputs(records, resultTopic: output)
                 #expect(outputs.duplicated(sent).isEmpty, "round \(number): \(outputs.duplicated(sent).idList)")
                 return Dictionary(sent.compactMap { event in
                     outputs.byEventID[event.id]?.first?.result.map { (event.key, $0.model.version) }

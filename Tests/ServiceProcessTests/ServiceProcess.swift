@@ -4,44 +4,12 @@ import Synchronization
 import Glibc
 #endif
 
-/// A failure of the end-to-end harness or of an expectation that cannot go on; says what was awaited.
-struct E2EFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Where `swift build --build-tests` put the product executables: beside the test bundle.
-enum ProductBinaries {
-    /// The build directory (e.g. `.build/debug` or `.build/x86_64-unknown-linux-gnu/debug`); the
-    /// `MINIRBT_E2E_BIN_DIR` environment variable overrides it.
-    static let directory: URL = {
-        if let configured = ProcessInfo.processInfo.environment["MINIRBT_E2E_BIN_DIR"], !configured.isEmpty {
-            return URL(fileURLWithPath: configured)
-        }
-        // The test runner is `<build dir>/<package>PackageTests.xctest` (an executable on Linux).
-        let runner = Bundle.main.executablePath ?? CommandLine.arguments[0]
-        var directory = URL(fileURLWithPath: runner).resolvingSymlinksInPath().deletingLastPathComponent()
-        // On Darwin the runner sits inside the bundle: climb out of `….xctest/Contents/MacOS`.
-        while directory.path.contains(".xctest") { directory = directory.deletingLastPathComponent() }
-        return directory
-    }()
-
-    static var stream: URL { directory.appendingPathComponent("minirbt-stream") }
-    static var admin: URL { directory.appendingPathComponent("minirbt-admin") }
-
-    /// Throws unless both executables exist, saying how to build them.
-    static func require() throws {
-        for binary in [stream, admin] where !FileManager.default.isExecutableFile(atPath: binary.path) {
-            throw E2EFailure("\(binary.path) is missing: build the products with the tests (`swift build --build-tests`) or set MINIRBT_E2E_BIN_DIR")
-        }
-    }
-}
-
 /// A product binary running as a child process, its stdout and stderr going to one log file.
 ///
 /// The log is a file rather than a pipe so a stalled test can never block the child on a full pipe, and so
-/// a failure message can show what the service said. ``kill()`` or the test's `defer` must end it: a
-/// process is never left behind (see ``ServiceProcess/run(_:)``).
+/// a failure message can point at what the service said; it is kept after the test for a post-mortem, in
+/// `$TMPDIR/minirbt-e2e-logs/`.
+/// Start services through ``E2EScope``, which kills whatever still runs when the test ends.
 final class ServiceProcess: Sendable {
     /// How a process ended.
     enum Exit: Sendable, Equatable, CustomStringConvertible {
@@ -64,8 +32,9 @@ final class ServiceProcess: Sendable {
     /// Starts `executable` with `arguments`; `environment` entries are added to the test's own.
     init(name: String, executable: URL, arguments: [String], environment: [String: String] = [:]) throws {
         self.name = name
-        logFile = FileManager.default.temporaryDirectory
-            .appendingPathComponent("minirbt-e2e-\(name)-\(UUID().uuidString.prefix(8)).log")
+        let logDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("minirbt-e2e-logs")
+        try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)
+        logFile = logDirectory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(8)).log")
         guard FileManager.default.createFile(atPath: logFile.path, contents: nil) else {
             throw E2EFailure("could not create the log file \(logFile.path)")
         }
@@ -201,43 +170,5 @@ private final class ExitMonitor: Sendable {
         } onCancel: {
             state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
         }
-    }
-}
-
-/// One run of `minirbt-admin` to completion.
-struct AdminRun: Sendable, CustomStringConvertible {
-    let arguments: [String]
-    let exit: ServiceProcess.Exit
-    /// stdout and stderr, interleaved as written.
-    let output: String
-
-    var succeeded: Bool { exit == .exited(0) }
-
-    var description: String {
-        "minirbt-admin \(arguments.joined(separator: " ")) → \(exit)\n\(output)"
-    }
-}
-
-/// Runs `minirbt-admin` commands and returns their exit and output.
-enum AdminProcess {
-    static func run(_ arguments: [String], timeout: Duration = .seconds(180)) async throws -> AdminRun {
-        let process = try ServiceProcess(name: "admin-\(arguments.first ?? "")", executable: ProductBinaries.admin,
-                                         arguments: arguments)
-        defer { try? FileManager.default.removeItem(at: process.logFile) }
-        do {
-            let exit = try await process.waitForExit(timeout: timeout)
-            return AdminRun(arguments: arguments, exit: exit, output: process.log)
-        } catch {
-            await process.stop()
-            throw error
-        }
-    }
-
-    /// Runs the command and throws (with its output) unless it exits 0.
-    @discardableResult
-    static func succeed(_ arguments: [String], timeout: Duration = .seconds(180)) async throws -> AdminRun {
-        let run = try await run(arguments, timeout: timeout)
-        guard run.succeeded else { throw E2EFailure("expected success from \(run)") }
-        return run
     }
 }

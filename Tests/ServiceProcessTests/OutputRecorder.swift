@@ -3,23 +3,26 @@ import Kafka
 import KafkaTestSupport
 import Synchronization
 
-/// Reads topics from the beginning (manual assignment, no group) in the background and lets a test await
-/// a condition over everything read so far.
-final class TopicRecorder: Sendable {
+/// Reads the service's result and dead-letter topics from the beginning (manual assignment, no group) in
+/// the background, decoding each output once, and lets a test await a condition over everything read so far.
+final class OutputRecorder: Sendable {
     private let consumer: KafkaConsumer
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let reader = Mutex<Task<Void, Never>?>(nil)
 
     private struct State {
-        var records: [ConsumerRecord] = []
+        var outputs: Outputs
         /// Bumped on every record, so a waiter cannot miss one that arrives while it checks.
         var generation = 0
         var failure: String?
         var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
     }
 
-    /// Starts reading every partition of `topics` from the beginning.
-    init(topics: [String], isolation: ConsumerConfiguration.IsolationLevel = .readCommitted) async throws {
+    /// Starts reading every partition of both topics from the beginning.
+    init(resultTopic: String, deadLetterTopic: String,
+         isolation: ConsumerConfiguration.IsolationLevel = .readCommitted) async throws {
+        state = Mutex(State(outputs: Outputs(resultTopic: resultTopic)))
+        let topics = [resultTopic, deadLetterTopic]
         var configuration = ConsumerConfiguration(kafka: TestBroker.kafka(client: "e2e-recorder"))
         configuration.isolationLevel = isolation
         consumer = try KafkaConsumer(configuration: configuration, logger: TestBroker.logger)
@@ -38,7 +41,7 @@ final class TopicRecorder: Sendable {
                 do {
                     for try await event in events {
                         guard case .message(let record) = event else { continue }
-                        self.update { $0.records.append(record) }
+                        self.update { $0.outputs.append(record) }
                     }
                 } catch is CancellationError {
                 } catch {
@@ -58,21 +61,21 @@ final class TopicRecorder: Sendable {
         waiters.forEach { $0.resume() }
     }
 
-    /// Everything read so far, in arrival order (offset order within each partition).
-    var records: [ConsumerRecord] { state.withLock { $0.records } }
+    /// Everything read so far.
+    var outputs: Outputs { state.withLock { $0.outputs } }
 
-    /// Waits until `condition` holds over the records read so far and returns them; throws after `timeout`
-    /// with `what` and `progress` of the records read by then.
+    /// Waits until `condition` holds over the outputs read so far and returns them; throws after `timeout`
+    /// with `what` and `progress` of the outputs read by then.
     @discardableResult
     func wait(for what: String, timeout: Duration,
-              progress: @escaping @Sendable ([ConsumerRecord]) -> String = { "\($0.count) records read" },
-              until condition: @escaping @Sendable ([ConsumerRecord]) -> Bool) async throws -> [ConsumerRecord] {
-        let outcome = try await withThrowingTaskGroup(of: [ConsumerRecord]?.self) { group in
+              progress: @escaping @Sendable (Outputs) -> String = { "\($0.count) outputs read" },
+              until condition: @escaping @Sendable (Outputs) -> Bool) async throws -> Outputs {
+        let outcome = try await withThrowingTaskGroup(of: Outputs?.self) { group in
             group.addTask {
                 while true {
-                    let (records, generation, failure) = self.state.withLock { ($0.records, $0.generation, $0.failure) }
+                    let (outputs, generation, failure) = self.state.withLock { ($0.outputs, $0.generation, $0.failure) }
                     if let failure { throw E2EFailure("reading the outputs failed: \(failure)") }
-                    if condition(records) { return records }
+                    if condition(outputs) { return outputs }
                     await self.change(after: generation)
                     try Task.checkCancellation()
                 }
@@ -85,7 +88,7 @@ final class TopicRecorder: Sendable {
             return try await group.next() ?? nil
         }
         guard let outcome else {
-            throw E2EFailure("timed out after \(timeout) waiting for \(what); \(progress(records))")
+            throw E2EFailure("timed out after \(timeout) waiting for \(what); \(progress(outputs))")
         }
         return outcome
     }
