@@ -91,7 +91,7 @@ def cli_logits(binary, directory, input_path, threads):
     """Our logits per text and the wall time, or (None, error text) when the CLI fails."""
     output_path = directory / "out.jsonl"
     started = time.monotonic()
-    run = subprocess.run([str(binary), "infer", "--model", str(directory), "--logits", "--max-length", str(MAX_LENGTH),
+    run = subprocess.run([str(binary), "infer", "--model", str(directory), "--logits", "--precision", "fp32", "--max-length", str(MAX_LENGTH),
                           "--batch", "32", "--threads", str(threads), "--input", str(input_path),
                           "--output", str(output_path)], capture_output=True, text=True)
     elapsed = time.monotonic() - started

@@ -83,7 +83,9 @@ final class InferenceShard: Sendable {
 
     private func run() {
         let predictor = Predictor(threads: settings.threads, maxLength: settings.maxLength,
-                                  includeLogits: settings.includeLogits, precision: settings.precision)
+                                  includeLogits: settings.includeLogits, precision: settings.precision) { [logger, index] in
+            logger.warning("\($0)", metadata: ["shard": "\(index)"])
+        }
         while let batch = queue.nextBatch(maxItems: settings.maxBatch, maxWait: settings.maxWait) {
             continuation.yield(process(batch, predictor: predictor))
             metrics.shardQueueDepth(index, queue.depth)

@@ -22,20 +22,21 @@ public final class Predictor {
     /// How sentence embeddings are pooled when the model is a bare encoder.
     public let pooling: Pooling
     /// The format of the encoder's matrix products. A reduced precision is checked against fp32 on the
-    /// first batch a model serves and refused (the batch throws ``PrecisionCheckError``) if it changes
-    /// more than 0.5% of the predictions.
+    /// first batch a model serves; when it changes more than 0.5% of the predictions, or this CPU has no
+    /// fast kernel for it, that model is served in fp32 instead and `warn` says why: the service keeps
+    /// answering, exactly.
     public let precision: Precision
+    private let warn: @Sendable (String) -> Void
     private var session: InferenceSession?
-    /// The model whose reduced precision was refused, so later batches fail fast instead of re-checking.
-    private var refused: (model: BertModel, error: any Error)?
 
     public init(threads: Int = 1, maxLength: Int = 128, includeLogits: Bool = false, pooling: Pooling = .cls,
-                precision: Precision = .default) {
+                precision: Precision = .default, warn: @escaping @Sendable (String) -> Void = { _ in }) {
         self.threads = max(1, threads)
         self.precision = precision
         self.maxLength = maxLength
         self.includeLogits = includeLogits
         self.pooling = pooling
+        self.warn = warn
     }
 
     /// Predicts every event with `model`. The batch is padded to its longest text only, so callers that
@@ -67,16 +68,15 @@ public final class Predictor {
 
     private func session(for model: BertModel, samples: [ModelInput]) throws -> InferenceSession {
         if let session, session.model === model { return session }
-        if let refused, refused.model === model { throw refused.error }
         let fresh: InferenceSession
         do {
             fresh = try InferenceSession.checked(model: model, threads: threads, precision: precision, samples: samples)
         } catch let error as PrecisionCheckError {
-            refused = (model, error)
-            throw error
+            warn("\(error); serving this model in fp32")
+            fresh = InferenceSession(model: model, threads: threads)
         } catch let error as KernelError {
-            refused = (model, error)
-            throw error
+            warn("\(error); serving this model in fp32")
+            fresh = InferenceSession(model: model, threads: threads)
         }
         session = fresh
         return fresh

@@ -43,8 +43,12 @@ import Testing
         let fastLogits = try fast.classify(inputs).flatMap(\.logits)
         let exactLogits = try exact.classify(inputs).flatMap(\.logits)
         let scale = exactLogits.map(abs).max() ?? 1
-        // bf16 keeps 8 significant bits, int8 ~7: a few per cent of the logits' range, not more.
-        #expect(Self.maxDifference(fastLogits, exactLogits) < 0.05 * max(scale, 1))
+        // bf16 keeps 8 significant bits: a few per cent of the logits' range. int8 quantises each activation
+        // matrix with one scale, which on this tiny random model (no outlier-free trained weights) costs
+        // up to ~6%: allow 10%, still far below what a wrong layout or scale would give (≥ 100%).
+        let tolerance: Float = precision == .int8 ? 0.10 : 0.05
+        let difference = Self.maxDifference(fastLogits, exactLogits)
+        #expect(difference < tolerance * max(scale, 1), "max |logit diff| \(difference) at scale \(scale)")
         #expect(fast.precision == precision)
     }
 

@@ -14,14 +14,17 @@ import CDNNL
 package final class PackedKernels: ComputeKernels {
     package let precision: Precision
     private let stream: DNNLStream
-    private var packed: [String: PackedLinear] = [:]
-    private var primitives: [LinearPrimitive.Key: LinearPrimitive] = [:]
-    private var weightLayouts: [LayoutKey: dnnl_memory_desc_t] = [:]
-    private var attentionByLength: [Int: AttentionPrimitives] = [:]
+    /// Each layer's weights, packed in each layout one of its primitives reads (normally exactly one).
+    private var packed: [PackKey: PackedLinear] = [:]
+    private var primitives: [LinearPrimitive.Key: PreparedProduct] = [:]
+    /// The weight layouts oneDNN chose per layer shape; the first serves every row count unless oneDNN
+    /// refuses it for one (a CPU whose kernels block weights by row count), which then gets its own.
+    private var weightLayouts: [LayoutKey: [dnnl_memory_desc_t]] = [:]
+    /// One per OpenMP team member, each with its own stream and scratch: attention runs texts in parallel.
+    private var attentionWorkers: [AttentionWorker] = []
     /// Activations converted to the product's input format, and int8 per-column scales.
     private var converted = ScratchBuffer()
     private var columnScales = ScratchBuffer()
-    private var scores = ScratchBuffer()
 
     private struct LayoutKey: Hashable {
         let inputs: Int
@@ -29,7 +32,18 @@ package final class PackedKernels: ComputeKernels {
         let precision: Precision
     }
 
-    /// Row count weight layouts are chosen for; oneDNN's choice does not depend on it for these shapes.
+    private struct PackKey: Hashable {
+        let layer: String
+        let layout: Int
+    }
+
+    private struct PreparedProduct {
+        let primitive: LinearPrimitive
+        /// Index into `weightLayouts` of the layout the primitive reads its weights in.
+        let layout: Int
+    }
+
+    /// Row count the first weight layout of each shape is chosen for.
     private static let referenceRows = 128
 
     /// Packs every linear layer of `weights` up front, so an instruction set without `precision` support
@@ -37,7 +51,7 @@ package final class PackedKernels: ComputeKernels {
     package init(precision: Precision, weights: BertWeights) throws(KernelError) {
         self.precision = precision
         stream = try DNNLStream()
-        for layer in weights.linearLayers { _ = try pack(layer) }
+        for layer in weights.linearLayers { _ = try pack(layer, layout: 0) }
     }
 
     package func linear(_ input: MatrixView, _ layer: LinearWeights, _ epilogue: LinearEpilogue, into output: MatrixView) {
@@ -49,9 +63,10 @@ package final class PackedKernels: ComputeKernels {
         let format = format(of: layer)
         let weights: PackedLinear, primitive: LinearPrimitive
         do {
-            weights = try pack(layer)
-            primitive = try self.primitive(LinearPrimitive.Key(inputs: layer.inputSize, outputs: layer.outputSize, rows: rows,
-                                                               precision: format, epilogue: epilogue))
+            let prepared = try product(LinearPrimitive.Key(inputs: layer.inputSize, outputs: layer.outputSize, rows: rows,
+                                                           precision: format, epilogue: epilogue))
+            primitive = prepared.primitive
+            weights = try pack(layer, layout: prepared.layout)
         } catch {
             // The same layer shapes were prepared in init; failing now is a oneDNN inconsistency, not input.
             preconditionFailure("\(error)")
@@ -94,23 +109,29 @@ package final class PackedKernels: ComputeKernels {
         let hidden = context.columns
         precondition(queryKeyValue.columns == 3 * hidden && hidden % headCount == 0,
                      "attention over \(queryKeyValue.columns) QKV columns into \(hidden) with \(headCount) heads")
-        for rows in sequences {
-            let primitives: AttentionPrimitives
-            if let cached = attentionByLength[rows.count] {
-                primitives = cached
-            } else {
-                do {
-                    primitives = try AttentionPrimitives(length: rows.count, headCount: headCount, hidden: hidden,
-                                                         queryKeyValueStride: queryKeyValue.rowStride, contextStride: context.rowStride)
-                } catch {
-                    // f32 matmul and softmax exist on every CPU oneDNN supports (reference code at worst).
-                    preconditionFailure("\(error)")
-                }
-                attentionByLength[rows.count] = primitives
+        // One text's heads are too little work to split inside a primitive; split the texts instead,
+        // longest first onto the least-loaded member (cost grows with length²).
+        let members = max(1, min(Int(omp_get_max_threads()), sequences.count))
+        while attentionWorkers.count < members {
+            do {
+                attentionWorkers.append(try AttentionWorker())
+            } catch {
+                preconditionFailure("\(error)")
             }
-            let scratch = scores.reserve(bytes: primitives.scoreCount * 4).assumingMemoryBound(to: Float.self)
-            primitives.run(queryKeyValue: queryKeyValue.base + rows.lowerBound * queryKeyValue.rowStride,
-                           contextRow: context.base + rows.lowerBound * context.rowStride, scratch: scratch, stream: stream)
+        }
+        var assignment = [[Range<Int>]](repeating: [], count: members)
+        var load = [Int](repeating: 0, count: members)
+        for rows in sequences.sorted(by: { $0.count > $1.count }) {
+            let member = load.indices.min { load[$0] < load[$1] } ?? 0
+            assignment[member].append(rows)
+            load[member] += rows.count * (rows.count + hidden)
+        }
+        let workers = attentionWorkers
+        OpenMPTeam.run(threads: members) { member, _ in
+            guard member < assignment.count else { return }
+            for rows in assignment[member] {
+                workers[member].run(rows, queryKeyValue: queryKeyValue, headCount: headCount, into: context)
+            }
         }
     }
 
@@ -128,7 +149,7 @@ package final class PackedKernels: ComputeKernels {
 
     /// Implementations oneDNN picked, by operation (for benchmarks and logs).
     package var implementations: [String] {
-        primitives.values.map { "\($0.key.precision) \($0.key.inputs)→\($0.key.outputs): \($0.primitive.implementation)" }.sorted()
+        primitives.values.map(\.primitive).map { "\($0.key.precision) \($0.key.inputs)→\($0.key.outputs): \($0.primitive.implementation)" }.sorted()
     }
 
     // MARK: - Preparation
@@ -137,32 +158,82 @@ package final class PackedKernels: ComputeKernels {
         layer.allowsReducedPrecision ? precision : .fp32
     }
 
-    private func pack(_ layer: LinearWeights) throws(KernelError) -> PackedLinear {
-        if let existing = packed[layer.name] { return existing }
+    /// `layer`'s weights in its shape's `layout`-th weight layout, packed on first use.
+    private func pack(_ layer: LinearWeights, layout: Int) throws(KernelError) -> PackedLinear {
+        let packKey = PackKey(layer: layer.name, layout: layout)
+        if let existing = packed[packKey] { return existing }
         let format = format(of: layer)
-        let layoutKey = LayoutKey(inputs: layer.inputSize, outputs: layer.outputSize, precision: format)
-        let layout: dnnl_memory_desc_t
-        if let known = weightLayouts[layoutKey] {
-            layout = known
-        } else {
-            let chooser = try LinearPrimitive(LinearPrimitive.Key(inputs: layer.inputSize, outputs: layer.outputSize,
-                                                                  rows: Self.referenceRows, precision: format, epilogue: .bias),
-                                              weightsLayout: nil)
-            layout = chooser.weightsLayout
-            weightLayouts[layoutKey] = layout
-            primitives[chooser.key] = chooser
-        }
-        let packedLayer = try PackedLinear(layer, precision: format, layout: layout, stream: stream)
-        packed[layer.name] = packedLayer
+        let layouts = try weightLayouts(LayoutKey(inputs: layer.inputSize, outputs: layer.outputSize, precision: format))
+        let packedLayer = try PackedLinear(layer, precision: format, layout: layouts[layout], stream: stream)
+        packed[packKey] = packedLayer
         return packedLayer
     }
 
-    private func primitive(_ key: LinearPrimitive.Key) throws(KernelError) -> LinearPrimitive {
+    /// The weight layouts known for `shape`, starting with the one oneDNN picks at `referenceRows`.
+    private func weightLayouts(_ shape: LayoutKey) throws(KernelError) -> [dnnl_memory_desc_t] {
+        if let known = weightLayouts[shape] { return known }
+        let chooser = try LinearPrimitive(LinearPrimitive.Key(inputs: shape.inputs, outputs: shape.outputs, rows: Self.referenceRows,
+                                                              precision: shape.precision, epilogue: .bias),
+                                          weightsLayout: nil)
+        weightLayouts[shape] = [chooser.weightsLayout]
+        primitives[chooser.key] = PreparedProduct(primitive: chooser, layout: 0)
+        return [chooser.weightsLayout]
+    }
+
+    /// The primitive for `key`, reading weights in the shape's first layout if oneDNN accepts that for
+    /// this row count, else in the layout it chooses (recorded, so those weights are packed once too).
+    private func product(_ key: LinearPrimitive.Key) throws(KernelError) -> PreparedProduct {
         if let existing = primitives[key] { return existing }
-        let layout = weightLayouts[LayoutKey(inputs: key.inputs, outputs: key.outputs, precision: key.precision)]
-        let created = try LinearPrimitive(key, weightsLayout: layout)
-        primitives[key] = created
-        return created
+        let shape = LayoutKey(inputs: key.inputs, outputs: key.outputs, precision: key.precision)
+        var layouts = try weightLayouts(shape)
+        let prepared: PreparedProduct
+        if let shared = try? LinearPrimitive(key, weightsLayout: layouts[0]) {
+            prepared = PreparedProduct(primitive: shared, layout: 0)
+        } else {
+            let own = try LinearPrimitive(key, weightsLayout: nil)
+            var chosen = own.weightsLayout
+            let index = layouts.firstIndex { known in
+                var known = known
+                return dnnl_memory_desc_equal(&known, &chosen) != 0
+            } ?? layouts.count
+            if index == layouts.count {
+                layouts.append(chosen)
+                weightLayouts[shape] = layouts
+            }
+            prepared = PreparedProduct(primitive: own, layout: index)
+        }
+        primitives[key] = prepared
+        return prepared
+    }
+}
+
+/// The attention state of one OpenMP team member.
+final class AttentionWorker {
+    private let stream: DNNLStream
+    private var byLength: [Int: AttentionPrimitives] = [:]
+    private var scores = ScratchBuffer()
+
+    init() throws(KernelError) {
+        stream = try DNNLStream()
+    }
+
+    func run(_ rows: Range<Int>, queryKeyValue: MatrixView, headCount: Int, into context: MatrixView) {
+        let primitives: AttentionPrimitives
+        if let cached = byLength[rows.count] {
+            primitives = cached
+        } else {
+            do {
+                primitives = try AttentionPrimitives(length: rows.count, headCount: headCount, hidden: context.columns,
+                                                     queryKeyValueStride: queryKeyValue.rowStride, contextStride: context.rowStride)
+            } catch {
+                // f32 matmul and softmax exist on every CPU oneDNN supports (reference code at worst).
+                preconditionFailure("\(error)")
+            }
+            byLength[rows.count] = primitives
+        }
+        let scratch = scores.reserve(bytes: primitives.scoreCount * 4).assumingMemoryBound(to: Float.self)
+        primitives.run(queryKeyValue: queryKeyValue.base + rows.lowerBound * queryKeyValue.rowStride,
+                       contextRow: context.base + rows.lowerBound * context.rowStride, scratch: scratch, stream: stream)
     }
 }
 
