@@ -103,3 +103,12 @@ private enum SharedDevSet {
         }
     }
 }
+
+@Suite struct NearTieTests {
+    /// A label flip where fp32 itself hesitates is not held against the fast path; one where fp32 is sure is.
+    @Test func flipsOnNearTiesDoNotCountAsDisagreement() {
+        #expect(InferenceSession.isNearTie([0.51, 0.49]))
+        #expect(!InferenceSession.isNearTie([0.6, 0.4]))
+        #expect(!InferenceSession.isNearTie([1.0]))
+    }
+}
