@@ -100,6 +100,7 @@ public final class StreamService: Service, Sendable {
         logger.info("consuming", metadata: ["topics": "\(settings.inputPattern ?? settings.inputTopics.joined(separator: ","))",
                                            "shards": "\(shards.count)", "delivery": "\(settings.delivery.rawValue)"])
 
+        var consumerFailure: (any Error)?
         try await withThrowingTaskGroup(of: Void.self) { group in
             for shard in shards {
                 group.addTask { try await self.publish(shard) }
@@ -107,19 +108,16 @@ public final class StreamService: Service, Sendable {
             let committer = Task { await self.commitPeriodically() }
             let observer = Task { await self.observePeriodically() }
 
-            // Graceful shutdown ends the consumer loop; everything after it drains in order.
+            // Graceful shutdown (or a fatal consumer error) ends the consumer loop; what was taken in is
+            // then drained, published and committed either way.
             do {
                 try await cancelWhenGracefulShutdown { try await self.consume() }
             } catch is CancellationError {
-                // The shutdown signal: fall through to the drain.
+                // The shutdown signal.
             } catch {
+                consumerFailure = error
                 statusState.withLock { $0.lastError = "consumer failed: \(error)" }
                 logger.error("consumer failed; draining and stopping", metadata: ["error": "\(error)"])
-                shards.forEach { $0.stop() }
-                try? await group.waitForAll()
-                committer.cancel()
-                observer.cancel()
-                throw error
             }
             statusState.withLock { $0.consuming = false }
             logger.info("stopping: draining shards", metadata: ["deadline": "\(settings.drainTimeout)"])
@@ -131,11 +129,13 @@ public final class StreamService: Service, Sendable {
                 logger.warning("drain deadline passed; queued events left uncommitted for redelivery",
                                metadata: ["events": "\(dropped)"])
             }
-            try await group.waitForAll()
+            var publishFailure: (any Error)?
+            do { try await group.waitForAll() } catch { publishFailure = error }
             deadline.cancel()
             committer.cancel()
             observer.cancel()
             await committer.value
+            if let publishFailure { throw publishFailure }
         }
         do {
             try await producer.flush(timeout: settings.drainTimeout)
@@ -147,6 +147,7 @@ public final class StreamService: Service, Sendable {
         logger.info("stopped", metadata: ["consumed": "\(metrics.snapshot.consumed)",
                                           "produced": "\(metrics.snapshot.produced)",
                                           "dead_lettered": "\(metrics.snapshot.deadLettered)"])
+        if let consumerFailure { throw consumerFailure }
     }
 
     /// Leaves the group. Closing revokes what is still assigned; everything was drained and committed
