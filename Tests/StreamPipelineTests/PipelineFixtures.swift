@@ -72,11 +72,18 @@ enum PipelineBroker {
     static func runService<T: Sendable>(settings: StreamSettings, model: LoadedModel, group: String,
                                         timeout: Duration = .seconds(240),
                                         _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await runService(settings: settings, deployment: ModelDeployment(primary: model), group: group,
+                             timeout: timeout, body)
+    }
+
+    static func runService<T: Sendable>(settings: StreamSettings, deployment: ModelDeployment, group: String,
+                                        timeout: Duration = .seconds(240),
+                                        _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         let consumer = try KafkaConsumer(configuration: ConsumerConfiguration(kafka: kafka, groupID: group),
                                          logger: logger)
         let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: logger)
         let service = StreamService(settings: settings, consumer: consumer, producer: producer,
-                                    deployment: ModelDeployment(primary: model), logger: logger)
+                                    deployment: deployment, logger: logger)
         let serviceGroup = ServiceGroup(services: [service], logger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { tasks in
             tasks.addTask { try await serviceGroup.run(); return nil }

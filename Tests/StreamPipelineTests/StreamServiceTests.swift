@@ -77,4 +77,38 @@ import Testing
             #expect(result.label == expected[result.id] ?? nil, "\(result.id)")
         }
     }
+
+    /// Shadow mode: the candidate answers every event on the shadow topic; the primary results are untouched.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: modelDirectory.path), "needs ../shared/models"))
+    func shadowRunsTheCandidateOnEveryEventBesideThePrimary() async throws {
+        let primary = try LoadedModel.load(directory: Self.modelDirectory.deletingLastPathComponent()
+            .appendingPathComponent("v1"))
+        let candidate = try LoadedModel.load(directory: Self.modelDirectory)
+        let deployment = ModelDeployment(primary: primary)
+        deployment.trial(candidate, mode: .shadow)
+
+        let reviews = try PipelineFixtures.devReviews(limit: 40)
+        let input = try await PipelineBroker.createTopic("in", partitions: 2)
+        let output = try await PipelineBroker.createTopic("out", partitions: 2)
+        let shadow = try await PipelineBroker.createTopic("shadow", partitions: 2)
+        try await PipelineBroker.produce(reviews.enumerated().map { ("review-\($0.offset)", Array($0.element.line.utf8)) },
+                                         to: input)
+        var settings = StreamSettings()
+        settings.inputTopics = [input]
+        settings.outputTopic = output
+        settings.shadowTopic = shadow
+        settings.deadLetterTopic = try await PipelineBroker.createTopic("dlq", partitions: 1)
+        let records = try await PipelineBroker.runService(settings: settings, deployment: deployment,
+                                                         group: PipelineBroker.uniqueName("group")) {
+            try await PipelineBroker.read([output, shadow], count: 2 * reviews.count)
+        }
+
+        let decoded = try records.map { ($0.topic, try JSONDecoder().decode(EnrichedResult.self, from: Data($0.value ?? []))) }
+        let primaryResults = decoded.filter { $0.0 == output }.map(\.1)
+        let shadowResults = decoded.filter { $0.0 == shadow }.map(\.1)
+        #expect(Set(primaryResults.map(\.id)) == Set(reviews.map(\.id)))
+        #expect(Set(shadowResults.map(\.id)) == Set(reviews.map(\.id)))
+        #expect(primaryResults.allSatisfy { $0.model.version == "v1" }, "primary results must stay on the primary")
+        #expect(shadowResults.allSatisfy { $0.model.version == "v2" }, "the shadow topic carries the candidate's answers")
+    }
 }
