@@ -128,12 +128,12 @@ def summarise(records, count):
 
 # --- contenders ---------------------------------------------------------------------------------------------
 
-def run_swift_service(binary, brokers, source, sink, shards, batch, threads):
+def run_swift_service(binary, brokers, source, sink, shards, batch, threads, precision):
     log = open(os.path.join(tempfile.gettempdir(), f"bench-{source}.log"), "w")
     return subprocess.Popen([binary, "run", "--brokers", brokers, "--group", f"bench-{uuid.uuid4()}",
                              "--input-topic", source, "--output-topic", sink, "--dlq-topic", sink + "-dlq",
                              "--model", MODEL, "--shards", str(shards), "--max-batch", str(batch),
-                             "--threads-per-shard", str(threads), "--metrics-port", "0"],
+                             "--threads-per-shard", str(threads), "--precision", precision, "--metrics-port", "0"],
                             stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -227,6 +227,8 @@ def main():
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="oneDNN threads per shard; ONNX Runtime gets shards × threads")
     parser.add_argument("--rate", type=float, default=40.0, help="events/s of the latency phase")
+    parser.add_argument("--precision", default="int8", choices=["fp32", "bf16", "int8"],
+                        help="--precision of infer and run")
     parser.add_argument("--only", default="infer,run,python-ort,passthrough")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -241,7 +243,8 @@ def main():
             handle.write("\n".join(values) + "\n")
         began = time.monotonic()
         subprocess.run([binary, "infer", "--model", MODEL, "--input", handle.name, "--output", "/dev/null",
-                        "--batch", str(args.batch), "--threads", str(args.shards * args.threads)], check=True)
+                        "--batch", str(args.batch), "--threads", str(args.shards * args.threads),
+                        "--precision", args.precision], check=True)
         rows.append({"name": "infer (offline)", "events_per_s": len(values) / (time.monotonic() - began),
                      "events": len(values)})
 
@@ -250,7 +253,8 @@ def main():
         with tempfile.TemporaryDirectory() as scratch:
             if "run" in only:
                 rows.append(measure("run", broker.address,
-                                    lambda s, o: run_swift_service(binary, broker.address, s, o, args.shards, args.batch, args.threads),
+                                    lambda s, o: run_swift_service(binary, broker.address, s, o, args.shards, args.batch,
+                                                                   args.threads, args.precision),
                                     args.events, values, args.rate))
             if "python-ort" in only:
                 onnx_path = export_onnx(scratch)
@@ -266,7 +270,7 @@ def main():
         broker.stop()
 
     print(f"\nPipeline benchmark: {args.events} events (ChnSentiCorp dev repeated), batch {args.batch}, "
-          f"{args.shards} shards × {args.threads} thread(s); latency phase at {args.rate:g} events/s")
+          f"{args.shards} shards × {args.threads} thread(s), {args.precision}; latency phase at {args.rate:g} events/s")
     print(f"{'contender':<18} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
     for row in rows:
         p50 = f"{row['p50_ms']:.0f}" if row.get("p50_ms") is not None else "-"
