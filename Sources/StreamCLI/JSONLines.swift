@@ -61,7 +61,7 @@ final class LineWriter {
     }
 
     func write(_ value: some Encodable) throws {
-        buffer.append(try JSONEncoder.lines.encode(value))
+        buffer.append(try JSONEncoder.results.encode(value))
         buffer.append(UInt8(ascii: "\n"))
         if buffer.count > 1 << 16 { flush() }
     }
@@ -110,14 +110,6 @@ struct LineError: Encodable {
         self.line = line
         self.error = Reason(code: error.code.rawValue, message: error.message)
     }
-}
-
-extension JSONEncoder {
-    static let lines: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
 }
 
 enum CLIError: Error, CustomStringConvertible {
