@@ -39,8 +39,11 @@ let package = Package(
         .systemLibrary(name: "CRdKafka", path: "Sources/CRdKafka", pkgConfig: "rdkafka",
                        providers: [.apt(["librdkafka-dev"])]),
 
+        // The engine's element-wise loops, built per instruction-set level and dispatched at load time.
+        .target(name: "CVectorMath"),
+
         // Model runtime: tokenizer, checkpoints, encoder, heads. Knows nothing of Kafka.
-        .target(name: "MiniRBT", dependencies: ["CDNNL"]),
+        .target(name: "MiniRBT", dependencies: ["CDNNL", "CVectorMath"]),
 
         // Kafka layer: typed configuration, producer, consumer, admin. Knows nothing of models.
         .target(name: "Kafka",

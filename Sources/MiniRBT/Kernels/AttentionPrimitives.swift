@@ -1,8 +1,13 @@
 import CDNNL
+import CVectorMath
 
-/// Self-attention of one text of `length` tokens, all heads at once: oneDNN batched matmuls (batch =
-/// heads) read the heads' columns straight out of the fused QKV rows through strides, so no head is
-/// copied, and a softmax primitive normalises the scores in place.
+/// Self-attention of one text of `length` tokens, all heads at once, in oneDNN batched matmuls (batch =
+/// heads) and a softmax primitive that normalises the scores in place.
+///
+/// The scores product reads the text's query and key heads from contiguous per-head copies, because
+/// oneDNN 2.6 runs strided views through `gemm:jit` at about half its brgemm speed for this product;
+/// for the context product (scores · values, written straight into the context rows) the copies would
+/// cost about what they save, so it reads the value heads where they are.
 final class AttentionPrimitives {
     private let scores: DNNLPrimitive
     private let softmax: DNNLPrimitive
@@ -12,18 +17,25 @@ final class AttentionPrimitives {
     private let value: DNNLMemory
     private let probabilities: DNNLMemory
     private let output: DNNLMemory
-    private let hidden: Int
-    /// Floats of scratch the scores of one text need.
-    let scoreCount: Int
+    private let length: Int
+    private let headCount: Int
+    private let headSize: Int
+    private let queryKeyValueStride: Int
+    /// Floats of scratch one text needs: query and key heads, scores.
+    let scratchCount: Int
 
     init(length: Int, headCount: Int, hidden: Int, queryKeyValueStride: Int, contextStride: Int) throws(KernelError) {
         let headSize = hidden / headCount
-        self.hidden = hidden
-        scoreCount = headCount * length * length
-        // Head h of token t sits at column h·headSize of row t: batch stride headSize, row stride = the matrix's.
-        var queryLayout = DNNL.layout([headCount, length, headSize], dnnl_f32, strides: [headSize, queryKeyValueStride, 1])
-        var keyLayout = DNNL.layout([headCount, headSize, length], dnnl_f32, strides: [headSize, 1, queryKeyValueStride])
-        var valueLayout = queryLayout
+        self.length = length
+        self.headCount = headCount
+        self.headSize = headSize
+        self.queryKeyValueStride = queryKeyValueStride
+        scratchCount = headCount * length * (2 * headSize + length)
+        var queryLayout = DNNL.layout([headCount, length, headSize], dnnl_f32, dnnl_abc)
+        // Kᵀ of each head: the contiguous [length][headSize] copy read column-major.
+        var keyLayout = DNNL.layout([headCount, headSize, length], dnnl_f32, dnnl_acb)
+        // Head h of token t sits at column h·headSize of row t: batch stride headSize, row stride the matrix's.
+        var valueLayout = DNNL.layout([headCount, length, headSize], dnnl_f32, strides: [headSize, queryKeyValueStride, 1])
         var scoresLayout = DNNL.layout([headCount, length, length], dnnl_f32, dnnl_abc)
         var contextLayout = DNNL.layout([headCount, length, headSize], dnnl_f32, strides: [headSize, contextStride, 1])
 
@@ -48,13 +60,17 @@ final class AttentionPrimitives {
         output = try DNNLMemory(contextLayout)
     }
 
-    /// `queryKeyValue` points at the text's first QKV row, `contextRow` at its first context row.
+    /// `queryKeyValue` points at the text's first QKV row, `contextRow` at its first context row;
+    /// `scratch` holds at least `scratchCount` floats.
     func run(queryKeyValue: UnsafeMutablePointer<Float>, contextRow: UnsafeMutablePointer<Float>,
              scratch: UnsafeMutablePointer<Float>, stream: DNNLStream) {
-        query.point(at: queryKeyValue)
-        keyTransposed.point(at: queryKeyValue + hidden)
-        value.point(at: queryKeyValue + 2 * hidden)
-        probabilities.point(at: scratch)
+        let headBlock = headCount * length * headSize
+        let (queryHeads, keyHeads, scoreMatrices) = (scratch, scratch + headBlock, scratch + 2 * headBlock)
+        vm_split_query_key(queryKeyValue, length, headCount, headSize, queryKeyValueStride, queryHeads, keyHeads)
+        query.point(at: queryHeads)
+        keyTransposed.point(at: keyHeads)
+        value.point(at: queryKeyValue + 2 * headCount * headSize)
+        probabilities.point(at: scoreMatrices)
         output.point(at: contextRow)
         scores.execute([query.argument(DNNLArgument.source), keyTransposed.argument(DNNLArgument.weights),
                         probabilities.argument(DNNLArgument.destination)], on: stream)

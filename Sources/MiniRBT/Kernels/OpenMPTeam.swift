@@ -23,6 +23,16 @@ enum OpenMPTeam {
         }
     }
 
+    /// Splits `0..<count` into contiguous chunks, one per team member, and runs `body` on each in
+    /// parallel; fewer members (down to just the caller) when a chunk would hold less than `grain`,
+    /// because waking the team costs microseconds.
+    static func forEachChunk(of count: Int, grain: Int, _ body: (_ chunk: Range<Int>, _ member: Int) -> Void) {
+        let members = max(1, min(Int(omp_get_max_threads()), count / max(grain, 1)))
+        run(threads: members) { member, memberCount in
+            body(count * member / memberCount ..< count * (member + 1) / memberCount, member)
+        }
+    }
+
     private final class Context {
         let body: (Int, Int) -> Void
         init(_ body: @escaping (Int, Int) -> Void) { self.body = body }

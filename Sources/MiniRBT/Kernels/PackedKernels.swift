@@ -7,7 +7,7 @@ import CDNNL
 /// - bias, activation and the residual sum run inside the matmul as post-ops, so each activation matrix
 ///   is written once;
 /// - primitives are created once per (layer shape, padded row count) and reused by every layer and batch;
-/// - attention runs per text with all heads in one batched matmul.
+/// - attention runs per text with all heads in one batched matmul, texts spread over the OpenMP team.
 ///
 /// Layers whose `LinearWeights.allowsReducedPrecision` is false (the heads) always run in fp32.
 /// Not thread-safe: one instance per inference session.
@@ -25,6 +25,7 @@ package final class PackedKernels: ComputeKernels {
     /// Activations converted to the product's input format, and int8 per-column scales.
     private var converted = ScratchBuffer()
     private var columnScales = ScratchBuffer()
+    private var partialMaxima = ScratchBuffer()
 
     private struct LayoutKey: Hashable {
         let inputs: Int
@@ -42,6 +43,10 @@ package final class PackedKernels: ComputeKernels {
         /// Index into `weightLayouts` of the layout the primitive reads its weights in.
         let layout: Int
     }
+
+    /// Elements below which an element-wise loop stays on one thread (a few microseconds of work, about
+    /// what waking the OpenMP team costs).
+    private static let elementGrain = 16_384
 
     /// Row count the first weight layout of each shape is chosen for.
     private static let referenceRows = 128
@@ -79,15 +84,19 @@ package final class PackedKernels: ComputeKernels {
             primitive.source.point(at: input.base)
         case .bf16:
             let halves = converted.reserve(bytes: rows * input.columns * 2).assumingMemoryBound(to: UInt16.self)
-            VectorMath.convertToBFloat16(input.base, count: input.rows * input.columns, into: halves)
+            OpenMPTeam.forEachChunk(of: input.rows * input.columns, grain: Self.elementGrain) { chunk, _ in
+                VectorMath.convertToBFloat16(input.base + chunk.lowerBound, count: chunk.count, into: halves + chunk.lowerBound)
+            }
             (halves + input.rows * input.columns).update(repeating: 0, count: padding)
             primitive.source.point(at: halves)
         case .int8:
             let count = input.rows * input.columns
-            let largest = VectorMath.maximumMagnitude(input.base, count: count)
+            let largest = maximumMagnitude(input.base, count: count)
             let scale = largest > 0 ? largest / 127 : 1
             let bytes = converted.reserve(bytes: rows * input.columns).assumingMemoryBound(to: Int8.self)
-            VectorMath.quantize(input.base, count: count, scale: scale, into: bytes)
+            OpenMPTeam.forEachChunk(of: count, grain: Self.elementGrain) { chunk, _ in
+                VectorMath.quantize(input.base + chunk.lowerBound, count: chunk.count, scale: scale, into: bytes + chunk.lowerBound)
+            }
             (bytes + count).update(repeating: 0, count: padding)
             let scales = columnScales.reserve(bytes: layer.outputSize * 4).assumingMemoryBound(to: Float.self)
             for column in 0..<layer.outputSize { scales[column] = scale * weights.weightScales[column] }
@@ -140,11 +149,22 @@ package final class PackedKernels: ComputeKernels {
         norm.weight.withUnsafeBufferPointer { gamma in
             norm.bias.withUnsafeBufferPointer { beta in
                 guard let gamma = gamma.baseAddress, let beta = beta.baseAddress else { return }
-                for index in 0..<x.rows {
-                    VectorMath.layerNorm(x.base + index * x.rowStride, count: x.columns, gamma: gamma, beta: beta, epsilon: epsilon)
+                OpenMPTeam.forEachChunk(of: x.rows, grain: Self.elementGrain / max(x.columns, 1)) { chunk, _ in
+                    VectorMath.layerNorm(x.rows(chunk), gamma: gamma, beta: beta, epsilon: epsilon)
                 }
             }
         }
+    }
+
+    /// `VectorMath.maximumMagnitude` with the team splitting the values.
+    private func maximumMagnitude(_ values: UnsafePointer<Float>, count: Int) -> Float {
+        let slots = max(Int(omp_get_max_threads()), 1)
+        let partial = partialMaxima.reserve(bytes: 4 * slots).assumingMemoryBound(to: Float.self)
+        partial.update(repeating: 0, count: slots)
+        OpenMPTeam.forEachChunk(of: count, grain: Self.elementGrain) { chunk, member in
+            partial[member] = VectorMath.maximumMagnitude(values + chunk.lowerBound, count: chunk.count)
+        }
+        return (0..<slots).reduce(0) { max($0, partial[$1]) }
     }
 
     /// Implementations oneDNN picked, by operation (for benchmarks and logs).
@@ -211,7 +231,7 @@ package final class PackedKernels: ComputeKernels {
 final class AttentionWorker {
     private let stream: DNNLStream
     private var byLength: [Int: AttentionPrimitives] = [:]
-    private var scores = ScratchBuffer()
+    private var scratch = ScratchBuffer()
 
     init() throws(KernelError) {
         stream = try DNNLStream()
@@ -231,7 +251,7 @@ final class AttentionWorker {
             }
             byLength[rows.count] = primitives
         }
-        let scratch = scores.reserve(bytes: primitives.scoreCount * 4).assumingMemoryBound(to: Float.self)
+        let scratch = scratch.reserve(bytes: primitives.scratchCount * 4).assumingMemoryBound(to: Float.self)
         primitives.run(queryKeyValue: queryKeyValue.base + rows.lowerBound * queryKeyValue.rowStride,
                        contextRow: context.base + rows.lowerBound * context.rowStride, scratch: scratch, stream: stream)
     }

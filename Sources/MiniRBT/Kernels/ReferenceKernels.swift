@@ -75,9 +75,7 @@ package final class ReferenceKernels: ComputeKernels {
         norm.weight.withUnsafeBufferPointer { gamma in
             norm.bias.withUnsafeBufferPointer { beta in
                 guard let gamma = gamma.baseAddress, let beta = beta.baseAddress else { return }
-                for index in 0..<x.rows {
-                    VectorMath.layerNorm(x.base + index * x.rowStride, count: x.columns, gamma: gamma, beta: beta, epsilon: epsilon)
-                }
+                VectorMath.layerNorm(x, gamma: gamma, beta: beta, epsilon: epsilon)
             }
         }
     }
