@@ -76,18 +76,24 @@ void vm_convert_bf16(const float *x, size_t count, uint16_t *out) {
     }
 }
 
+// A head is a few vectors: a constant size lets the compiler emit them as straight loads and stores.
+static inline void copy_head(const float *restrict from, float *restrict to, size_t head_size) {
+    switch (head_size) {
+    case 32: for (size_t j = 0; j < 32; j++) to[j] = from[j]; break;
+    case 64: for (size_t j = 0; j < 64; j++) to[j] = from[j]; break;
+    default: for (size_t j = 0; j < head_size; j++) to[j] = from[j]; break;
+    }
+}
+
 VECTORIZED
-void vm_split_query_key(const float *qkv, size_t length, size_t heads, size_t head_size, size_t qkv_stride,
-                        float *query, float *key) {
+void vm_split_query_key(const float *restrict qkv, size_t length, size_t heads, size_t head_size, size_t qkv_stride,
+                        float *restrict query, float *restrict key) {
     const size_t hidden = heads * head_size;
     for (size_t t = 0; t < length; t++) {
         const float *row = qkv + t * qkv_stride;
         for (size_t h = 0; h < heads; h++) {
-            float *query_row = query + (h * length + t) * head_size;
-            float *key_row = key + (h * length + t) * head_size;
-            // Spelled as loops rather than memcpy: a head is a few vectors, less than a call costs.
-            for (size_t j = 0; j < head_size; j++) query_row[j] = row[h * head_size + j];
-            for (size_t j = 0; j < head_size; j++) key_row[j] = row[hidden + h * head_size + j];
+            copy_head(row + h * head_size, query + (h * length + t) * head_size, head_size);
+            copy_head(row + hidden + h * head_size, key + (h * length + t) * head_size, head_size);
         }
     }
 }
