@@ -61,6 +61,10 @@ struct FleetWatcher {
         if let failed = live.first(where: { $0.failedSequence == sequence }) {
             throw AdminFailure("\(failed.instance) failed to apply control message #\(sequence): \(failed.lastError ?? "no reason reported")")
         }
+        if let rejecting = live.first(where: { $0.rejectedSequence == sequence && ($0.appliedSequence ?? .min) < sequence }) {
+            throw AdminFailure("\(rejecting.instance) rejected control message #\(sequence): \(rejecting.lastError ?? "no reason reported")"
+                               + " (does --key match a public key the instances trust with --verify-key?)")
+        }
         guard !live.isEmpty, live.allSatisfy({ ($0.appliedSequence ?? .min) >= sequence }) else { return nil }
         return live
     }

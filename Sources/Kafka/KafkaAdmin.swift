@@ -60,7 +60,8 @@ public final class KafkaAdmin: Sendable {
 
     public init(configuration: KafkaConfiguration, logger: Logger) throws(KafkaError) {
         var properties = configuration.baseProperties
-        properties.merge(configuration.properties) { _, passThrough in passThrough }
+        // The admin client is a producer handle underneath.
+        properties.merge(configuration.properties(for: .producer)) { _, passThrough in passThrough }
         client = try RdKafkaClient(type: RD_KAFKA_PRODUCER, properties: properties,
                                    context: ClientContext(logger: logger))
         blockingCalls = BlockingCallQueue(label: "kafka.admin.calls.\(client.name)")

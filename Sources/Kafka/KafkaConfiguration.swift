@@ -17,6 +17,16 @@ public struct KafkaConfiguration: Sendable, Equatable {
         self.properties = properties
     }
 
+    /// The pass-through properties that apply to `client`: a consumer-only key (e.g. `fetch.wait.max.ms`)
+    /// is not handed to producers, nor a producer-only one to consumers, so one `--kafka` list can
+    /// configure both without librdkafka warning that a property "will be ignored".
+    public func properties(for client: PropertyScope) -> [String: String] {
+        properties.filter { key, _ in
+            let scope = KafkaLibrary.scope(ofProperty: key)
+            return scope == .both || client == .both || scope == client
+        }
+    }
+
     /// The typed settings as librdkafka properties, before the pass-through ones.
     var baseProperties: [String: String] {
         ["bootstrap.servers": bootstrapServers.joined(separator: ","), "client.id": clientID]
@@ -101,7 +111,7 @@ public struct ProducerConfiguration: Sendable, Equatable {
         result["linger.ms"] = String(linger.milliseconds)
         result["message.timeout.ms"] = String(messageTimeout.milliseconds)
         if let transactionalID { result["transactional.id"] = transactionalID }
-        result.merge(kafka.properties) { _, passThrough in passThrough }
+        result.merge(kafka.properties(for: .producer)) { _, passThrough in passThrough }
         return result
     }
 }
@@ -155,7 +165,7 @@ public struct ConsumerConfiguration: Sendable, Equatable {
         result["partition.assignment.strategy"] = "cooperative-sticky"
         result["session.timeout.ms"] = String(sessionTimeout.milliseconds)
         result["max.poll.interval.ms"] = String(maxPollInterval.milliseconds)
-        result.merge(kafka.properties) { _, passThrough in passThrough }
+        result.merge(kafka.properties(for: .consumer)) { _, passThrough in passThrough }
         return result
     }
 }

@@ -17,7 +17,8 @@ struct RunCommand: AsyncParsableCommand {
             Every option can also be set by the environment variable named after it; flags win. \
             --max-batch is MINIRBT_MAX_BATCH; MINIRBT_INPUT_TOPIC takes a comma-separated list. librdkafka \
             properties pass through unchanged with --kafka key=value, or as KAFKA_* variables \
-            (KAFKA_SECURITY_PROTOCOL=SASL_SSL sets security.protocol).
+            (KAFKA_SECURITY_PROTOCOL=SASL_SSL sets security.protocol); a consumer-only key such as \
+            fetch.wait.max.ms reaches only the consumer, a producer-only one only the producers.
 
             Input events are JSON objects {"id", "text"[, "text_pair"]} (field names configurable) or plain \
             UTF-8 text. Each yields one result on --output-topic, keyed like its event and carrying the model \

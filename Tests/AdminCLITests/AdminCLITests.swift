@@ -35,9 +35,10 @@ struct AdminCLITests {
     @Test("--wait succeeds when every live instance applied the message, fails naming the reason, ignores stale ones")
     func waitEvaluation() throws {
         let now = Date()
-        func beat(_ instance: String, applied: Int64?, failed: Int64? = nil, error: String? = nil, age: TimeInterval = 0) -> InstanceHeartbeat {
+        func beat(_ instance: String, applied: Int64?, failed: Int64? = nil, rejected: Int64? = nil, error: String? = nil,
+                  age: TimeInterval = 0) -> InstanceHeartbeat {
             InstanceHeartbeat(instance: instance, deployment: "sentiment", lastError: error, appliedSequence: applied,
-                              failedSequence: failed, intervalMs: 1000, at: now.addingTimeInterval(-age))
+                              failedSequence: failed, rejectedSequence: rejected, intervalMs: 1000, at: now.addingTimeInterval(-age))
         }
         var fleet = FleetStatus()
         #expect(try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 5, now: now) == nil)
@@ -50,6 +51,11 @@ struct AdminCLITests {
         fleet.record(beat("b", applied: 5, failed: 6, error: "loading sentiment/v3 failed: checksum mismatch"))
         #expect { try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 6, now: now) } throws: { error in
             "\(error)".contains("checksum mismatch") && "\(error)".contains("b failed")
+        }
+        // Signed with a key the instances do not trust: they report the claimed sequence as rejected.
+        fleet.record(beat("a", applied: 5, rejected: 7, error: "rejected control message signed by unknown key 0123abcd"))
+        #expect { try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 7, now: now) } throws: { error in
+            "\(error)".contains("a rejected control message #7") && "\(error)".contains("unknown key 0123abcd")
         }
     }
 

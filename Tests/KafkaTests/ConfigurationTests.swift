@@ -64,4 +64,20 @@ struct ConfigurationTests {
             try kafka.apply(assignments: ["=value"])
         }
     }
+
+    @Test("pass-through properties reach only the clients librdkafka says they apply to")
+    func propertiesAreRoutedByClient() throws {
+        #expect(KafkaLibrary.scope(ofProperty: "fetch.wait.max.ms") == .consumer)
+        #expect(KafkaLibrary.scope(ofProperty: "compression.codec") == .producer)
+        #expect(KafkaLibrary.scope(ofProperty: "security.protocol") == .both)
+        #expect(KafkaLibrary.scope(ofProperty: "no.such.property") == .both)
+
+        var kafka = TestBroker.kafka
+        kafka.properties = ["fetch.wait.max.ms": "50", "compression.codec": "lz4", "socket.keepalive.enable": "true"]
+        #expect(kafka.properties(for: .consumer) == ["fetch.wait.max.ms": "50", "socket.keepalive.enable": "true"])
+        #expect(kafka.properties(for: .producer) == ["compression.codec": "lz4", "socket.keepalive.enable": "true"])
+        // Both clients accept the shared list (librdkafka would otherwise warn the key "will be ignored").
+        _ = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: TestBroker.logger)
+        _ = try KafkaConsumer(configuration: ConsumerConfiguration(kafka: kafka, groupID: "routing"), logger: TestBroker.logger)
+    }
 }

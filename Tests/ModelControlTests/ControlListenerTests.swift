@@ -64,6 +64,8 @@ struct ControlListenerTests {
         #expect(applied.active == Fixtures.reference("v2"))
         #expect(deployment.current.primary.identity.version == "v2")
         #expect(listener.ledger.rejections == [.unknownKey(keyID: signingKeyID(intruder.publicKey))])
+        // The rejection stays reported with the sequence the forged message claimed, for `--wait`.
+        #expect(applied.rejectedSequence == 2)
 
         // Replaying the old signed v1 deploy is rejected and reported; v2 keeps serving.
         try await send(deployV1)

@@ -63,6 +63,14 @@ public struct ControlVerifier: Sendable {
 
     public var keyIDs: [String] { trusted.keys.sorted() }
 
+    /// The message a record claims to carry, without authenticating it: only for reporting which message
+    /// was rejected (never act on it). `nil` when the record is not an envelope around a control message.
+    public static func unverifiedClaim(_ value: [UInt8]?) -> ControlMessage? {
+        guard let value, let envelope = try? JSONDecoder.control.decode(SignedEnvelope.self, from: Data(value)),
+              let payload = Data(base64Encoded: envelope.payload) else { return nil }
+        return try? JSONDecoder.control.decode(ControlMessage.self, from: payload)
+    }
+
     /// Decodes, authenticates and validates one record value.
     public func open(_ value: [UInt8]?) throws(ControlRejection) -> ControlMessage {
         guard let value, !value.isEmpty else { throw .unsigned(reason: "empty record") }

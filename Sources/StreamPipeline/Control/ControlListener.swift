@@ -134,7 +134,14 @@ public final class ControlListener: Service, Sendable {
             return message
         } catch {
             logger.error("\(error)", metadata: ["record": "\(record.topicPartition)@\(record.offset)"])
-            if reportRejection { reporter?.update { $0.lastError = error.description } }
+            let claim = ControlVerifier.unverifiedClaim(record.value)
+            // The topic is shared: a message claiming another deployment is not this instance's to report.
+            if reportRejection, claim == nil || claim?.deployment == configuration.deployment {
+                reporter?.update {
+                    $0.lastError = error.description
+                    $0.rejectedSequence = claim?.sequence
+                }
+            }
             return nil
         }
     }
