@@ -77,33 +77,7 @@ package final class PackedKernels: ComputeKernels {
             preconditionFailure("\(error)")
         }
 
-        let padding = (rows - input.rows) * input.columns
-        switch format {
-        case .fp32:
-            (input.base + input.rows * input.columns).update(repeating: 0, count: padding)
-            primitive.source.point(at: input.base)
-        case .bf16:
-            let halves = converted.reserve(bytes: rows * input.columns * 2).assumingMemoryBound(to: UInt16.self)
-            OpenMPTeam.forEachChunk(of: input.rows * input.columns, grain: Self.elementGrain) { chunk, _ in
-                VectorMath.convertToBFloat16(input.base + chunk.lowerBound, count: chunk.count, into: halves + chunk.lowerBound)
-            }
-            (halves + input.rows * input.columns).update(repeating: 0, count: padding)
-            primitive.source.point(at: halves)
-        case .int8:
-            let count = input.rows * input.columns
-            let largest = maximumMagnitude(input.base, count: count)
-            let scale = largest > 0 ? largest / 127 : 1
-            let bytes = converted.reserve(bytes: rows * input.columns).assumingMemoryBound(to: Int8.self)
-            OpenMPTeam.forEachChunk(of: count, grain: Self.elementGrain) { chunk, _ in
-                VectorMath.quantize(input.base + chunk.lowerBound, count: chunk.count, scale: scale, into: bytes + chunk.lowerBound)
-            }
-            (bytes + count).update(repeating: 0, count: padding)
-            let scales = columnScales.reserve(bytes: layer.outputSize * 4).assumingMemoryBound(to: Float.self)
-            for column in 0..<layer.outputSize { scales[column] = scale * weights.weightScales[column] }
-            primitive.source.point(at: bytes)
-            primitive.columnScales?.point(at: scales)
-            primitive.columnShift?.point(at: weights.bias.baseAddress.unsafelyUnwrapped)
-        }
+        stageSource(input, paddedTo: rows, format: format, weights: weights, for: primitive)
         if epilogue == .residual {
             // The sum post-op reads the padding rows too; keep them finite.
             (output.base + output.rows * output.columns).update(repeating: 0, count: (rows - output.rows) * output.columns)
@@ -112,6 +86,41 @@ package final class PackedKernels: ComputeKernels {
         primitive.weights.point(at: weights.weights)
         primitive.destination.point(at: output.base)
         primitive.execute(on: stream)
+    }
+
+    /// Points `primitive` at `input` in the product's source format — fp32 as is, bf16 converted, int8
+    /// quantised with one scale for the whole matrix (its per-column dequantisation factors set too) —
+    /// with the padding rows zeroed.
+    private func stageSource(_ input: MatrixView, paddedTo rows: Int, format: Precision, weights: PackedLinear,
+                             for primitive: LinearPrimitive) {
+        let count = input.rows * input.columns
+        let padding = (rows - input.rows) * input.columns
+        switch format {
+        case .fp32:
+            (input.base + count).update(repeating: 0, count: padding)
+            primitive.source.point(at: input.base)
+        case .bf16:
+            let halves = converted.reserve(bytes: rows * input.columns * 2).assumingMemoryBound(to: UInt16.self)
+            OpenMPTeam.forEachChunk(of: count, grain: Self.elementGrain) { chunk, _ in
+                VectorMath.convertToBFloat16(input.base + chunk.lowerBound, count: chunk.count, into: halves + chunk.lowerBound)
+            }
+            (halves + count).update(repeating: 0, count: padding)
+            primitive.source.point(at: halves)
+        case .int8:
+            let largest = maximumMagnitude(input.base, count: count)
+            let scale = largest > 0 ? largest / 127 : 1
+            let bytes = converted.reserve(bytes: rows * input.columns).assumingMemoryBound(to: Int8.self)
+            OpenMPTeam.forEachChunk(of: count, grain: Self.elementGrain) { chunk, _ in
+                VectorMath.quantize(input.base + chunk.lowerBound, count: chunk.count, scale: scale, into: bytes + chunk.lowerBound)
+            }
+            (bytes + count).update(repeating: 0, count: padding)
+            let outputs = weights.weightScales.count
+            let scales = columnScales.reserve(bytes: outputs * 4).assumingMemoryBound(to: Float.self)
+            for column in 0..<outputs { scales[column] = scale * weights.weightScales[column] }
+            primitive.source.point(at: bytes)
+            primitive.columnScales?.point(at: scales)
+            primitive.columnShift?.point(at: weights.bias.baseAddress.unsafelyUnwrapped)
+        }
     }
 
     package func attention(_ queryKeyValue: MatrixView, sequences: [Range<Int>], headCount: Int, into context: MatrixView) {
