@@ -23,12 +23,15 @@ struct ControlClient {
         return ledger
     }
 
-    /// Publishes `message` keyed by its deployment and waits for the broker's acknowledgement.
-    func send(_ message: ControlMessage, signer: ControlSigner) async throws {
+    /// Publishes `message` keyed by its deployment and waits for the broker's acknowledgement; returns
+    /// the record's `controlRecordDigest`.
+    @discardableResult
+    func send(_ message: ControlMessage, signer: ControlSigner) async throws -> String {
         let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: logger)
         defer { Task { await producer.close() } }
-        _ = try await producer.send(ProducerRecord(topic: topic, key: Array(message.deployment.utf8),
-                                                   value: try signer.signedRecordValue(message)))
+        let value = try signer.signedRecordValue(message)
+        _ = try await producer.send(ProducerRecord(topic: topic, key: Array(message.deployment.utf8), value: value))
+        return controlRecordDigest(value)
     }
 
     /// Above both the clock and the last accepted sequence, so a skewed clock cannot make a message a replay.

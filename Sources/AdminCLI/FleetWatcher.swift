@@ -19,8 +19,9 @@ struct FleetWatcher {
     }
 
     /// Returns when every live instance of `deployment` applied `sequence` (or a later message); throws
-    /// when one reports that `sequence` failed, or after `timeout`.
-    func waitUntilApplied(deployment: String, sequence: Int64, timeout: Duration,
+    /// when one reports that `sequence` failed or that it rejected `record` (the message's
+    /// `controlRecordDigest`), or after `timeout`.
+    func waitUntilApplied(deployment: String, sequence: Int64, record: String, timeout: Duration,
                           progress: @escaping @Sendable (String) -> Void) async throws -> [InstanceHeartbeat] {
         let follower = try await openFollower()
         defer { Task { await follower.close() } }
@@ -31,15 +32,15 @@ struct FleetWatcher {
         return try await withThrowingTaskGroup(of: [InstanceHeartbeat]?.self) { group in
             group.addTask {
                 var fleet = initial
-                if let done = try Self.evaluate(fleet, deployment: deployment, sequence: sequence) { return done }
+                if let done = try Self.evaluate(fleet, deployment: deployment, sequence: sequence, record: record) { return done }
                 for try await event in follower.events {
-                    guard case .message(let record) = event, let heartbeat = Self.decode(record) else { continue }
+                    guard case .message(let status) = event, let heartbeat = Self.decode(status) else { continue }
                     fleet.record(heartbeat)
                     if heartbeat.deployment == deployment {
                         progress("\(heartbeat.instance): active \(heartbeat.active?.description ?? "-")"
                                  + (heartbeat.loading.map { ", loading \($0)" } ?? ""))
                     }
-                    if let done = try Self.evaluate(fleet, deployment: deployment, sequence: sequence) { return done }
+                    if let done = try Self.evaluate(fleet, deployment: deployment, sequence: sequence, record: record) { return done }
                 }
                 return nil
             }
@@ -56,12 +57,13 @@ struct FleetWatcher {
     }
 
     /// `nil` while waiting; the live instances once all applied `sequence`.
-    static func evaluate(_ fleet: FleetStatus, deployment: String, sequence: Int64, now: Date = Date()) throws -> [InstanceHeartbeat]? {
+    static func evaluate(_ fleet: FleetStatus, deployment: String, sequence: Int64, record: String,
+                         now: Date = Date()) throws -> [InstanceHeartbeat]? {
         let live = fleet.live(at: now, deployment: deployment)
         if let failed = live.first(where: { $0.failedSequence == sequence }) {
             throw AdminFailure("\(failed.instance) failed to apply control message #\(sequence): \(failed.lastError ?? "no reason reported")")
         }
-        if let rejecting = live.first(where: { $0.rejectedSequence == sequence && ($0.appliedSequence ?? .min) < sequence }) {
+        if let rejecting = live.first(where: { $0.rejectedRecord == record }) {
             throw AdminFailure("\(rejecting.instance) rejected control message #\(sequence): \(rejecting.lastError ?? "no reason reported")"
                                + " (does --key match a public key the instances trust with --verify-key?)")
         }

@@ -101,12 +101,12 @@ struct Rollout {
             primary: keepsPrimary ? ledger.currentPrimary : nil,
             previous: keepsPrimary ? ledger.latest?.previous : ledger.currentPrimary,
             sequence: ControlClient.nextSequence(after: ledger), issuedBy: signing.issuer)
-        try await client.send(message, signer: signer)
+        let record = try await client.send(message, signer: signer)
         print("sent \(message.summary) to \(cluster.controlTopic)")
         guard waiting.wait else { return }
 
         let watcher = FleetWatcher(kafka: kafka, topic: cluster.statusTopic, logger: AdminLog.logger)
-        let instances = try await watcher.waitUntilApplied(deployment: deployment, sequence: message.sequence,
+        let instances = try await watcher.waitUntilApplied(deployment: deployment, sequence: message.sequence, record: record,
                                                            timeout: .milliseconds(Int64(waiting.timeout * 1000))) { line in
             print("  \(line)")
         }

@@ -35,26 +35,29 @@ struct AdminCLITests {
     @Test("--wait succeeds when every live instance applied the message, fails naming the reason, ignores stale ones")
     func waitEvaluation() throws {
         let now = Date()
-        func beat(_ instance: String, applied: Int64?, failed: Int64? = nil, rejected: Int64? = nil, error: String? = nil,
+        func beat(_ instance: String, applied: Int64?, failed: Int64? = nil, rejected: String? = nil, error: String? = nil,
                   age: TimeInterval = 0) -> InstanceHeartbeat {
             InstanceHeartbeat(instance: instance, deployment: "sentiment", lastError: error, appliedSequence: applied,
-                              failedSequence: failed, rejectedSequence: rejected, intervalMs: 1000, at: now.addingTimeInterval(-age))
+                              failedSequence: failed, rejectedRecord: rejected, intervalMs: 1000, at: now.addingTimeInterval(-age))
         }
         var fleet = FleetStatus()
-        #expect(try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 5, now: now) == nil)
+        #expect(try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 5, record: "r5", now: now) == nil)
         fleet.record(beat("a", applied: 5))
         fleet.record(beat("b", applied: 4))
-        #expect(try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 5, now: now) == nil)
+        #expect(try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 5, record: "r5", now: now) == nil)
         fleet.record(beat("c", applied: 1, age: 10))
         fleet.record(beat("b", applied: 5))
-        #expect(try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 5, now: now)?.map(\.instance) == ["a", "b"])
+        #expect(try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 5, record: "r5", now: now)?.map(\.instance) == ["a", "b"])
         fleet.record(beat("b", applied: 5, failed: 6, error: "loading sentiment/v3 failed: checksum mismatch"))
-        #expect { try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 6, now: now) } throws: { error in
+        #expect { try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 6, record: "r6", now: now) } throws: { error in
             "\(error)".contains("checksum mismatch") && "\(error)".contains("b failed")
         }
-        // Signed with a key the instances do not trust: they report the claimed sequence as rejected.
-        fleet.record(beat("a", applied: 5, rejected: 7, error: "rejected control message signed by unknown key 0123abcd"))
-        #expect { try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 7, now: now) } throws: { error in
+        // Signed with a key the instances do not trust: they report the record they rejected. Another
+        // record's rejection (say, a forgery claiming the same sequence) does not fail the wait.
+        fleet.record(beat("a", applied: 5, rejected: "forged7", error: "rejected control message signed by unknown key 0123abcd"))
+        #expect(try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 7, record: "r7", now: now) == nil)
+        fleet.record(beat("a", applied: 5, rejected: "r7", error: "rejected control message signed by unknown key 0123abcd"))
+        #expect { try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 7, record: "r7", now: now) } throws: { error in
             "\(error)".contains("a rejected control message #7") && "\(error)".contains("unknown key 0123abcd")
         }
     }

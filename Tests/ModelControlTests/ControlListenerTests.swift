@@ -58,14 +58,15 @@ struct ControlListenerTests {
 
         // A forged deploy (another key) and then a genuine one.
         let intruder = Curve25519.Signing.PrivateKey()
-        try await send(try deploy("v2", sequence: 2, signedBy: intruder))
+        let forged = try deploy("v2", sequence: 2, signedBy: intruder)
+        try await send(forged)
         try await send(try deploy("v2", sequence: 3))
         let applied = try await nextHeartbeat(from: statusReader) { $0.appliedSequence == 3 }
         #expect(applied.active == Fixtures.reference("v2"))
         #expect(deployment.current.primary.identity.version == "v2")
         #expect(listener.ledger.rejections == [.unknownKey(keyID: signingKeyID(intruder.publicKey))])
-        // The rejection stays reported with the sequence the forged message claimed, for `--wait`.
-        #expect(applied.rejectedSequence == 2)
+        // The rejection stays reported, naming the record, for `--wait`.
+        #expect(applied.rejectedRecord == controlRecordDigest(forged))
 
         // Replaying the old signed v1 deploy is rejected and reported; v2 keeps serving.
         try await send(deployV1)

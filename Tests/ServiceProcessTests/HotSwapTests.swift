@@ -63,13 +63,15 @@ import Testing
                     "the failure should name the file and the check: \(corrupt)")
             try await awaitOutputsOfEverythingSent("after the corrupt deploy")
 
-            // A deploy signed with a key the service does not trust is rejected and reported; nothing changes.
-            // No instance applies or fails it, so `--wait` can only time out.
+            // A deploy signed with a key the service does not trust is rejected and reported; nothing changes,
+            // and `--wait` fails on the instance's report rather than running into its timeout.
             let intruder = try scope.temporaryDirectory("intruder-keys")
             try await AdminProcess.succeed(["keygen", "--out", intruder.path])
             let forged = try await plane.rollout(["deploy", plane.deployment, "v2", "--wait"],
-                                                 key: intruder.appendingPathComponent("minirbt-control.key"), waitSeconds: 15)
+                                                 key: intruder.appendingPathComponent("minirbt-control.key"), waitSeconds: 120)
             #expect(!forged.succeeded, "a deploy signed by an untrusted key must not be applied: \(forged)")
+            #expect(forged.output.contains("\(instance) rejected control message") && forged.output.contains("unknown key")
+                    && !forged.output.contains("timed out"), "--wait should name the rejection: \(forged)")
             let afterForgery = try await plane.status()
             let row = afterForgery.output.split(separator: "\n").first { $0.hasPrefix(instance) }
             #expect(row?.contains("unknown key") == true, "status should report the rejection:\n\(afterForgery.output)")

@@ -28,6 +28,12 @@ public func signingKeyID(_ key: Curve25519.Signing.PublicKey) -> String {
     FileDigest.hex(SHA256.hash(data: key.rawRepresentation).prefix(8))
 }
 
+/// Short identifier of one control record as sent (the first 8 bytes of the SHA-256 of its value, in hex):
+/// instances report the record they rejected by it, so `--wait` recognises its own message.
+public func controlRecordDigest(_ value: [UInt8]) -> String {
+    FileDigest.hex(SHA256.hash(data: value).prefix(8))
+}
+
 /// Signs control messages with the operator's private key.
 public struct ControlSigner: Sendable {
     // Raw bytes rather than the key type, which swift-crypto 3 does not declare Sendable.
@@ -62,14 +68,6 @@ public struct ControlVerifier: Sendable {
     }
 
     public var keyIDs: [String] { trusted.keys.sorted() }
-
-    /// The message a record claims to carry, without authenticating it: only for reporting which message
-    /// was rejected (never act on it). `nil` when the record is not an envelope around a control message.
-    public static func unverifiedClaim(_ value: [UInt8]?) -> ControlMessage? {
-        guard let value, let envelope = try? JSONDecoder.control.decode(SignedEnvelope.self, from: Data(value)),
-              let payload = Data(base64Encoded: envelope.payload) else { return nil }
-        return try? JSONDecoder.control.decode(ControlMessage.self, from: payload)
-    }
 
     /// Decodes, authenticates and validates one record value.
     public func open(_ value: [UInt8]?) throws(ControlRejection) -> ControlMessage {

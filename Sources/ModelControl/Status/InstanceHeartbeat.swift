@@ -18,9 +18,9 @@ public struct InstanceHeartbeat: Codable, Sendable, Equatable {
     /// Sequence of the last control message applied, and of the last one that failed to apply.
     public var appliedSequence: Int64?
     public var failedSequence: Int64?
-    /// Sequence the last rejected control message for this deployment claimed (unverified: it failed
+    /// `controlRecordDigest` of the last control record for this deployment that was rejected (failed
     /// authentication or ordering), with `lastError` saying why; lets `--wait` fail fast on a wrong key.
-    public var rejectedSequence: Int64?
+    public var rejectedRecord: String?
     public var assignedPartitions: [String]
     public var eventsPerSecond: Double
     public var lag: Int64?
@@ -31,7 +31,7 @@ public struct InstanceHeartbeat: Codable, Sendable, Equatable {
     public init(instance: String, deployment: String, active: ModelReference? = nil, candidate: ModelReference? = nil,
                 mode: String = "single", canaryPercent: Int? = nil, loading: ModelReference? = nil,
                 lastError: String? = nil, failedVersion: ModelReference? = nil, appliedSequence: Int64? = nil,
-                failedSequence: Int64? = nil, rejectedSequence: Int64? = nil, assignedPartitions: [String] = [], eventsPerSecond: Double = 0,
+                failedSequence: Int64? = nil, rejectedRecord: String? = nil, assignedPartitions: [String] = [], eventsPerSecond: Double = 0,
                 lag: Int64? = nil, intervalMs: Int, at: Date) {
         self.instance = instance
         self.deployment = deployment
@@ -44,7 +44,7 @@ public struct InstanceHeartbeat: Codable, Sendable, Equatable {
         self.failedVersion = failedVersion
         self.appliedSequence = appliedSequence
         self.failedSequence = failedSequence
-        self.rejectedSequence = rejectedSequence
+        self.rejectedRecord = rejectedRecord
         self.assignedPartitions = assignedPartitions
         self.eventsPerSecond = eventsPerSecond
         self.lag = lag
@@ -59,7 +59,7 @@ public struct InstanceHeartbeat: Codable, Sendable, Equatable {
         case failedVersion = "failed_version"
         case appliedSequence = "applied_sequence"
         case failedSequence = "failed_sequence"
-        case rejectedSequence = "rejected_sequence"
+        case rejectedRecord = "rejected_record"
         case assignedPartitions = "assigned_partitions"
         case eventsPerSecond = "events_per_second"
         case intervalMs = "interval_ms"

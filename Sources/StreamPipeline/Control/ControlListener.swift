@@ -134,12 +134,12 @@ public final class ControlListener: Service, Sendable {
             return message
         } catch {
             logger.error("\(error)", metadata: ["record": "\(record.topicPartition)@\(record.offset)"])
-            let claim = ControlVerifier.unverifiedClaim(record.value)
-            // The topic is shared: a message claiming another deployment is not this instance's to report.
-            if reportRejection, claim == nil || claim?.deployment == configuration.deployment {
+            // The topic is shared and keyed by deployment: another deployment's record is not ours to report.
+            let deployment = record.key.map { String(decoding: $0, as: UTF8.self) }
+            if reportRejection, deployment == nil || deployment == configuration.deployment {
                 reporter?.update {
                     $0.lastError = error.description
-                    $0.rejectedSequence = claim?.sequence
+                    $0.rejectedRecord = record.value.map(controlRecordDigest)
                 }
             }
             return nil

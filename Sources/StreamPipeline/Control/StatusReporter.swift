@@ -15,8 +15,8 @@ public struct ControlStatus: Sendable, Equatable {
     public var failedVersion: ModelReference?
     public var appliedSequence: Int64?
     public var failedSequence: Int64?
-    /// The sequence a rejected control message claimed (see `InstanceHeartbeat.rejectedSequence`).
-    public var rejectedSequence: Int64?
+    /// Which control record was rejected last (see `InstanceHeartbeat.rejectedRecord`).
+    public var rejectedRecord: String?
 
     public init() {}
 }
@@ -100,7 +100,7 @@ public final class StatusReporter: Service, Sendable {
             mode: mode.name, canaryPercent: mode.percent, loading: control.loading,
             lastError: control.lastError ?? observation?.lastError, failedVersion: control.failedVersion,
             appliedSequence: control.appliedSequence, failedSequence: control.failedSequence,
-            rejectedSequence: control.rejectedSequence,
+            rejectedRecord: control.rejectedRecord,
             assignedPartitions: observation?.assignedPartitions ?? [], eventsPerSecond: rate,
             lag: observation?.lag, intervalMs: Int(interval / .milliseconds(1)),
             at: now)
