@@ -102,8 +102,11 @@ public struct EventFormat: Sendable, Equatable {
         guard case .object(let object) = parsed else {
             return .failure(EventDecodingError(.notAnObject, "expected a JSON object, got \(parsed.kindName)"))
         }
-        guard let rawText = object[textField], rawText != .null else {
+        guard let rawText = object[textField] else {
             return .failure(EventDecodingError(.missingText, "the object has no \"\(textField)\" field"))
+        }
+        guard rawText != .null else {
+            return .failure(EventDecodingError(.missingText, "\"\(textField)\" is null, expected a string"))
         }
         guard case .string(let text) = rawText else {
             return .failure(EventDecodingError(

@@ -33,6 +33,14 @@ let badEvents: [(name: String, value: [UInt8], code: EventDecodingError.Code)] =
         #expect(!error.message.isEmpty)
     }
 
+    @Test func aNullTextIsNamedAsNullNotAsMissing() {
+        guard case .failure(let error) = EventFormat().decode(Array(#"{"id": "a", "text": null}"#.utf8)) else {
+            Issue.record("a null text was accepted")
+            return
+        }
+        #expect(error.message == #""text" is null, expected a string"#)
+    }
+
     @Test func jsonFormatRefusesWhatIsNotAnObject() {
         for value in [#"["text"]"#, #""好""#, "42", "房间很干净"] {
             guard case .failure(let error) = EventFormat(kind: .json).decode(Array(value.utf8)) else {
