@@ -68,13 +68,22 @@ final class EventBuffer: @unchecked Sendable {
     private var events: [ConsumerEvent] = []
     private var head = 0
     private let capacity: Int
+    /// Bytes of buffered records (key, value, headers) above which the poll thread also waits.
+    private let capacityBytes: Int
+    private var bytes = 0
     private var unbounded = false
     private var finished = false
     private var failure: KafkaError?
     private var waiter: CheckedContinuation<ConsumerEvent?, any Error>?
 
-    init(capacity: Int) {
+    init(capacity: Int, capacityBytes: Int = .max) {
         self.capacity = max(1, capacity)
+        self.capacityBytes = max(1, capacityBytes)
+    }
+
+    private static func size(of event: ConsumerEvent) -> Int {
+        if case .message(let record) = event { return record.payloadSize }
+        return 0
     }
 
     private var count: Int { events.count - head }
@@ -82,7 +91,7 @@ final class EventBuffer: @unchecked Sendable {
     /// Poll thread: appends `event`, blocking while the buffer is full (unless `stopBlocking` was called).
     func push(_ event: ConsumerEvent) {
         condition.lock()
-        while count >= capacity && !unbounded && !finished {
+        while (count >= capacity || (count > 0 && bytes >= capacityBytes)) && !unbounded && !finished {
             condition.wait()
         }
         if let waiter {
@@ -91,7 +100,11 @@ final class EventBuffer: @unchecked Sendable {
             waiter.resume(returning: event)
             return
         }
-        if !finished { events.append(event) }
+        if !finished {
+            events.append(event)
+            let added = bytes.addingReportingOverflow(Self.size(of: event))
+            bytes = added.overflow ? .max : added.partialValue
+        }
         condition.unlock()
     }
 
@@ -147,6 +160,7 @@ final class EventBuffer: @unchecked Sendable {
         guard head < events.count else { return nil }
         let event = events[head]
         head += 1
+        bytes = max(0, bytes - Self.size(of: event))
         // Compact occasionally so the array does not grow without bound; amortised O(1) per event.
         if head >= 256 && head * 2 >= events.count {
             events.removeFirst(head)

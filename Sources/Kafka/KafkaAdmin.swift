@@ -198,7 +198,7 @@ public final class KafkaAdmin: Sendable {
     }
 }
 
-private func describe(_ client: RdKafkaClient, _ name: String, timeout: Duration) throws(KafkaError) -> TopicDescription {
+func describe(_ client: RdKafkaClient, _ name: String, timeout: Duration) throws(KafkaError) -> TopicDescription {
     var metadata: UnsafePointer<rd_kafka_metadata>?
     let result = rd_kafka_metadata(client.handle, 1, nil, &metadata, timeout.timeoutMilliseconds)
     guard result == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {

@@ -34,8 +34,54 @@ public struct KafkaConfiguration: Sendable, Equatable {
 
     /// Adds the librdkafka properties found in `KAFKA_*` environment variables
     /// (`KAFKA_SECURITY_PROTOCOL=SASL_SSL` sets `security.protocol`), overriding existing entries.
-    public mutating func applyEnvironment(_ environment: [String: String]) {
-        properties.merge(KafkaConfiguration.properties(fromEnvironment: environment)) { _, new in new }
+    /// - Returns: the `KAFKA_*` variables left out because they name no librdkafka property (see
+    ///   ``environmentProperties(_:)``), for the caller to log.
+    @discardableResult
+    public mutating func applyEnvironment(_ environment: [String: String]) -> [IgnoredVariable] {
+        let found = KafkaConfiguration.environmentProperties(environment)
+        properties.merge(found.properties) { _, new in new }
+        return found.ignored
+    }
+
+    /// A `KAFKA_*` variable that is not a librdkafka property.
+    public struct IgnoredVariable: Sendable, Equatable {
+        public var name: String
+        /// True for the shapes Kubernetes injects for a Service named `kafka` (`KAFKA_PORT`,
+        /// `KAFKA_SERVICE_HOST`, `KAFKA_PORT_9092_TCP_ADDR`, ...); false for any other unknown name (a typo?).
+        public var isServiceLink: Bool
+    }
+
+    /// Maps `KAFKA_FOO_BAR=v` to `foo.bar=v`, keeping only names the loaded librdkafka knows as properties.
+    /// Kubernetes service links of a Service named `kafka` (and any other unknown name) would otherwise reach
+    /// librdkafka as unknown keys and stop the start-up.
+    public static func environmentProperties(_ environment: [String: String])
+        -> (properties: [String: String], ignored: [IgnoredVariable]) {
+        var result: [String: String] = [:]
+        var ignored: [IgnoredVariable] = []
+        for (name, value) in environment where name.hasPrefix("KAFKA_") {
+            let key = name.dropFirst("KAFKA_".count).lowercased().replacingUnderscores()
+            guard !key.isEmpty else { continue }
+            if KafkaLibrary.isKnownProperty(key) {
+                result[key] = value
+            } else {
+                ignored.append(IgnoredVariable(name: name, isServiceLink: isServiceLinkShape(name)))
+            }
+        }
+        return (result, ignored.sorted { $0.name < $1.name })
+    }
+
+    /// `<NAME>_PORT`, `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT[_<port name>]`,
+    /// `<NAME>_PORT_<n>_<TCP|UDP|SCTP>[_ADDR|_PORT|_PROTO]`: the variables of Kubernetes service links.
+    static func isServiceLinkShape(_ name: String) -> Bool {
+        let parts = name.split(separator: "_", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count >= 2, parts[0] == "KAFKA" else { return false }
+        let rest = Array(parts.dropFirst())
+        if rest == ["PORT"] || rest == ["SERVICE", "HOST"] { return true }
+        if rest.count >= 2, rest[0] == "SERVICE", rest[1] == "PORT" { return true }
+        if rest.count >= 3, rest[0] == "PORT", Int(rest[1]) != nil, ["TCP", "UDP", "SCTP"].contains(rest[2]) {
+            return rest.count == 3 || (rest.count == 4 && ["ADDR", "PORT", "PROTO"].contains(rest[3]))
+        }
+        return false
     }
 
     /// Adds `key=value` assignments (the CLI's repeatable `--kafka key=value`), overriding existing entries.
@@ -46,14 +92,10 @@ public struct KafkaConfiguration: Sendable, Equatable {
         }
     }
 
-    /// Maps `KAFKA_FOO_BAR=v` to `foo.bar=v`. Other variables are ignored.
+    /// Maps `KAFKA_FOO_BAR=v` to `foo.bar=v`. Other variables, and names that are no librdkafka property,
+    /// are ignored.
     public static func properties(fromEnvironment environment: [String: String]) -> [String: String] {
-        var result: [String: String] = [:]
-        for (name, value) in environment where name.hasPrefix("KAFKA_") {
-            let key = name.dropFirst("KAFKA_".count).lowercased().replacingUnderscores()
-            if !key.isEmpty { result[key] = value }
-        }
-        return result
+        environmentProperties(environment).properties
     }
 
     /// Splits `key=value` at the first `=` (values may contain `=`, e.g. SASL JAAS strings).
@@ -145,6 +187,9 @@ public struct ConsumerConfiguration: Sendable, Equatable {
     public var revocationTimeout = Duration.seconds(30)
     /// Events buffered between the poll thread and the `events` sequence. When full, polling waits.
     public var eventBufferCapacity = 1024
+    /// Bytes of records (key, value, headers) buffered between the poll thread and the `events` sequence;
+    /// above it polling waits too (at least one record is always let through).
+    public var eventBufferBytes = 64 << 20
 
     // enable.auto.commit is always false and partition.assignment.strategy defaults to cooperative-sticky;
     // both can still be overridden through `kafka.properties`.

@@ -24,7 +24,7 @@ public final class KafkaConsumer: Sendable {
     /// Creates the consumer and starts its poll thread; nothing is read until `subscribe` or `assign`.
     /// - Throws: `KafkaError` naming the property when librdkafka rejects a configuration key or value.
     public init(configuration: ConsumerConfiguration, logger: Logger) throws(KafkaError) {
-        let buffer = EventBuffer(capacity: configuration.eventBufferCapacity)
+        let buffer = EventBuffer(capacity: configuration.eventBufferCapacity, capacityBytes: configuration.eventBufferBytes)
         let rebalancer = Rebalancer(buffer: buffer, revocationTimeout: configuration.revocationTimeout, logger: logger)
         let context = ClientContext(logger: logger, rebalance: { rebalancer.handle($0, $1, $2) })
         var properties = configuration.librdkafkaProperties

@@ -46,7 +46,42 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
 
     /// The broker or client rejected a message as larger than the allowed maximum.
     public var isMessageTooLarge: Bool {
-        code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue
+        code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue || code == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE.rawValue
+            || code == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE.rawValue
+    }
+
+    /// What a failed produce or delivery means for the record, to decide between retrying it, replacing it
+    /// (e.g. by a smaller dead letter) and stopping.
+    public enum ProduceFailure: Sendable, Equatable {
+        /// The cluster is unreachable or busy (timeouts, transport, leader changes): send it again later.
+        case transient
+        /// This record as it is can never be accepted (too large, invalid): send something else instead.
+        case recordRejected
+        /// No record to this topic can be published (topic missing, not authorised, client fenced or
+        /// fatally failed): retrying cannot help.
+        case permanent
+    }
+
+    /// How to react to this error from `enqueue` or a delivery report. Codes this does not know are
+    /// `.transient`: retried, never turned into data loss.
+    public var produceFailure: ProduceFailure {
+        if isFatal { return .permanent }
+        switch rd_kafka_resp_err_t(rawValue: code) {
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE,
+             RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE, RD_KAFKA_RESP_ERR_INVALID_MSG, RD_KAFKA_RESP_ERR_INVALID_RECORD,
+             RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP, RD_KAFKA_RESP_ERR__BAD_MSG:
+            return .recordRejected
+        case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC,
+             RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+             RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION,
+             RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED, RD_KAFKA_RESP_ERR__AUTHENTICATION,
+             RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR__FATAL,
+             RD_KAFKA_RESP_ERR__FENCED, RD_KAFKA_RESP_ERR_PRODUCER_FENCED, RD_KAFKA_RESP_ERR__STATE,
+             RD_KAFKA_RESP_ERR_POLICY_VIOLATION, RD_KAFKA_RESP_ERR__INVALID_ARG:
+            return .permanent
+        default:
+            return .transient
+        }
     }
 }
 

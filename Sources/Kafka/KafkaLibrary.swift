@@ -23,6 +23,12 @@ public enum KafkaLibrary {
         propertyScopes[property] ?? .both
     }
 
+    /// Whether the loaded librdkafka has a property of this name. When its table cannot be read every name
+    /// counts as known, so librdkafka itself judges.
+    public static func isKnownProperty(_ property: String) -> Bool {
+        propertyScopes.isEmpty || propertyScopes[property] != nil
+    }
+
     private static let propertyScopes: [String: PropertyScope] = {
         var buffer: UnsafeMutablePointer<CChar>?
         var size = 0

@@ -95,7 +95,7 @@ public final class KafkaProducer: Sendable {
         let result = record.key.withOptionalBytes { key in
             record.value.withOptionalBytes { value in
                 minirbt_produce(client.handle, record.topic, partition, key.baseAddress, key.count,
-                                value.baseAddress, value.count, headerList, opaque)
+                                value.baseAddress, value.count, headerList, record.timestampMilliseconds ?? 0, opaque)
             }
         }
         // On success librdkafka owns the headers; on failure they are still ours.
@@ -114,6 +114,32 @@ public final class KafkaProducer: Sendable {
                 throw KafkaError(code: result, operation: "flushing the producer",
                                  detail: "\(pending) records still unacknowledged after \(timeout)")
             }
+        }
+    }
+
+    /// Describes a topic from cluster metadata (without creating it), e.g. to check at start-up that the
+    /// topics a service writes exist.
+    /// - Throws: `KafkaError` `UNKNOWN_TOPIC_OR_PART` when the topic does not exist, or the metadata error.
+    public func describeTopic(_ name: String, timeout: Duration = .seconds(10)) async throws(KafkaError) -> TopicDescription {
+        let client = client
+        return try await blockingCalls.run { () throws(KafkaError) in
+            try describe(client, name, timeout: timeout)
+        }
+    }
+
+    /// Asks the cluster for its broker list; throws when no broker answers within `timeout`.
+    /// - Returns: how many brokers the cluster reported.
+    @discardableResult
+    public func pingCluster(timeout: Duration = .seconds(5)) async throws(KafkaError) -> Int {
+        let client = client
+        return try await blockingCalls.run { () throws(KafkaError) in
+            var metadata: UnsafePointer<rd_kafka_metadata>?
+            let result = rd_kafka_metadata(client.handle, 0, nil, &metadata, timeout.timeoutMilliseconds)
+            guard result == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+                throw KafkaError(code: result, operation: "reading cluster metadata")
+            }
+            defer { rd_kafka_metadata_destroy(metadata) }
+            return Int(metadata.pointee.broker_cnt)
         }
     }
 

@@ -51,14 +51,26 @@ public struct ProducerRecord: Sendable {
     /// `nil` publishes a tombstone.
     public var value: [UInt8]?
     public var headers: [KafkaHeader]
+    /// CreateTime in milliseconds since the epoch; `nil` lets the client stamp the current time.
+    public var timestampMilliseconds: Int64?
 
     public init(topic: String, partition: Int32? = nil, key: [UInt8]?, value: [UInt8]?,
-                headers: [KafkaHeader] = []) {
+                headers: [KafkaHeader] = [], timestampMilliseconds: Int64? = nil) {
         self.topic = topic
         self.partition = partition
         self.key = key
         self.value = value
         self.headers = headers
+        self.timestampMilliseconds = timestampMilliseconds
+    }
+
+    /// Bytes the record occupies before framing: key, value, header names and values. Saturates.
+    public var payloadSize: Int {
+        var total = (key?.count ?? 0).addingReportingOverflow(value?.count ?? 0)
+        for header in headers where !total.overflow {
+            total = total.partialValue.addingReportingOverflow(header.name.utf8.count &+ (header.value?.count ?? 0))
+        }
+        return total.overflow ? Int.max : total.partialValue
     }
 
     /// Convenience for UTF-8 text keys and values.
@@ -93,6 +105,11 @@ public struct ConsumerRecord: Sendable {
     }
 
     public var topicPartition: TopicPartition { TopicPartition(topic: topic, partition: partition) }
+
+    /// Bytes of key, value, header names and values. Saturates.
+    public var payloadSize: Int {
+        ProducerRecord(topic: topic, key: key, value: value, headers: headers).payloadSize
+    }
 
     /// The first header with this name, if any.
     public func header(_ name: String) -> KafkaHeader? {

@@ -52,6 +52,33 @@ struct ConfigurationTests {
         #expect(properties == ["security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"])
     }
 
+    @Test("Kubernetes service-link variables of a Service named kafka are ignored, not passed to librdkafka")
+    func kubernetesServiceLinksAreIgnored() throws {
+        // What the kubelet injects for `Service kafka` (port 9092), beside a real setting.
+        let environment = [
+            "KAFKA_PORT": "tcp://10.0.0.7:9092",
+            "KAFKA_SERVICE_HOST": "10.0.0.7",
+            "KAFKA_SERVICE_PORT": "9092",
+            "KAFKA_SERVICE_PORT_BROKER": "9092",
+            "KAFKA_PORT_9092_TCP": "tcp://10.0.0.7:9092",
+            "KAFKA_PORT_9092_TCP_ADDR": "10.0.0.7",
+            "KAFKA_PORT_9092_TCP_PORT": "9092",
+            "KAFKA_PORT_9092_TCP_PROTO": "tcp",
+            "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+            "KAFKA_SASL_PASWORD": "typo",
+        ]
+        var kafka = TestBroker.kafka
+        let ignored = kafka.applyEnvironment(environment)
+        #expect(kafka.properties == ["security.protocol": "PLAINTEXT"])
+        #expect(ignored.filter(\.isServiceLink).map(\.name) == environment.keys.filter {
+            $0 != "KAFKA_SECURITY_PROTOCOL" && $0 != "KAFKA_SASL_PASWORD" }.sorted())
+        #expect(ignored.filter { !$0.isServiceLink }.map(\.name) == ["KAFKA_SASL_PASWORD"])
+        // Both clients start with that environment (before, librdkafka refused "port" and the others).
+        _ = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: TestBroker.logger)
+        _ = try KafkaConsumer(configuration: ConsumerConfiguration(kafka: kafka, groupID: "links"), logger: TestBroker.logger)
+        print("service links: \(environment.count) KAFKA_* variables, \(kafka.properties.count) passed, \(ignored.count) ignored")
+    }
+
     @Test("key=value assignments split at the first '=' and reject malformed text")
     func assignments() throws {
         var kafka = TestBroker.kafka
