@@ -116,6 +116,15 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Port for /metrics, /healthz and /readyz; 0 turns it off. [env: MINIRBT_METRICS_PORT] (default: 9464)")
     var metricsPort: Int?
 
+    @Option(help: "Address the status server (/metrics, /healthz, /readyz) binds to. [env: MINIRBT_METRICS_HOST] (default: 0.0.0.0, every interface, as containers need)")
+    var metricsHost: String?
+
+    @Option(help: "Bytes of consumed events held at once (queued, in inference, awaiting publication) above which every partition is paused; they resume below half. [env: MINIRBT_MAX_BUFFERED_BYTES] (default: 268435456)")
+    var maxBufferedBytes: Int?
+
+    @Option(help: "Seconds a shard, publisher or the consumer loop may have work without progress before /healthz fails. [env: MINIRBT_STALL_TIMEOUT_SECONDS] (default: 120)")
+    var stallTimeoutSeconds: Int?
+
     @Option(help: "Input format: auto (JSON when the value starts with '{'), json or text. [env: MINIRBT_FORMAT] (default: auto)")
     var format: String?
 
@@ -145,6 +154,15 @@ struct RunCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
+        for variable in options.ignoredKafkaVariables {
+            if variable.isServiceLink {
+                logger.debug("ignoring a Kubernetes service-link variable, not a librdkafka property",
+                             metadata: ["variable": "\(variable.name)"])
+            } else {
+                logger.warning("ignoring a KAFKA_* variable that names no librdkafka property",
+                               metadata: ["variable": "\(variable.name)"])
+            }
+        }
         let consumer = try KafkaConsumer(configuration: options.consumer, logger: logger)
         let producer = try KafkaProducer(configuration: options.producer, logger: logger)
         let metrics = PipelineMetrics()
@@ -196,9 +214,10 @@ struct RunCommand: AsyncParsableCommand {
             services += [control.listener, control.reporter]
         }
         if options.metricsPort > 0 {
-            services.append(StatusServer(port: options.metricsPort, logger: logger,
+            services.append(StatusServer(host: options.metricsHost, port: options.metricsPort, logger: logger,
                                          renderMetrics: { registry.emitToBuffer() },
-                                         readiness: { service.status.consuming ? nil : "the consumer is not running" }))
+                                         readiness: { service.readiness() },
+                                         liveness: { service.liveness() }))
         }
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
@@ -231,6 +250,9 @@ struct RunOptions {
 
     var modelVersion: String?
     var metricsPort: Int
+    var metricsHost: String
+    /// `KAFKA_*` variables that name no librdkafka property (Kubernetes service links, typos), for the log.
+    var ignoredKafkaVariables: [KafkaConfiguration.IgnoredVariable] = []
     var logLevel: Logger.Level
 
     init(_ command: RunCommand, environment: [String: String]) throws {
@@ -304,6 +326,14 @@ struct RunOptions {
                                           textField: try env.value(command.textField, "MINIRBT_TEXT_FIELD") ?? "text",
                                           textPairField: try env.value(command.textPairField, "MINIRBT_TEXT_PAIR_FIELD") ?? "text_pair")
         metricsPort = try env.value(command.metricsPort, "MINIRBT_METRICS_PORT") ?? 9464
+        metricsHost = try env.value(command.metricsHost, "MINIRBT_METRICS_HOST") ?? "0.0.0.0"
+        stream.maxBufferedBytes = try env.value(command.maxBufferedBytes, "MINIRBT_MAX_BUFFERED_BYTES") ?? stream.maxBufferedBytes
+        let stallSeconds = try env.value(command.stallTimeoutSeconds, "MINIRBT_STALL_TIMEOUT_SECONDS") ?? 120
+        for (name, value, minimum) in [("--max-buffered-bytes", stream.maxBufferedBytes, 1 << 20),
+                                       ("--stall-timeout-seconds", stallSeconds, 1)] where value < minimum {
+            throw ValidationError("\(name) must be at least \(minimum), got \(value)")
+        }
+        stream.stallTimeout = .seconds(stallSeconds)
         let levelName = try env.value(command.logLevel, "MINIRBT_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got '\(levelName)'")
@@ -312,14 +342,25 @@ struct RunOptions {
 
         var kafka = KafkaConfiguration(bootstrapServers: brokers.split(separator: ",").map(String.init),
                                        clientID: "minirbt-stream")
-        kafka.applyEnvironment(environment)
+        ignoredKafkaVariables = kafka.applyEnvironment(environment)
         do { try kafka.apply(assignments: command.kafkaProperties) } catch {
             throw ValidationError("\(error)")
         }
         self.kafka = kafka
         consumer = ConsumerConfiguration(kafka: kafka, groupID: group)
+        // The service's revocation drain (stream.revocationDrainTimeout) is shorter, so its commit lands
+        // before the consumer gives the partitions up.
         consumer.revocationTimeout = stream.drainTimeout
+        // librdkafka's prefetch is outside the byte budget: keep it to a quarter of it (librdkafka's default
+        // is 64 MiB), unless set explicitly.
+        consumer.eventBufferBytes = max(1 << 20, stream.maxBufferedBytes / 4)
+        if consumer.kafka.properties["queued.max.messages.kbytes"] == nil {
+            consumer.kafka.properties["queued.max.messages.kbytes"] = String(min(65536, max(1024, stream.maxBufferedBytes / 4 / 1024)))
+        }
         producer = ProducerConfiguration(kafka: kafka)
+        // Records larger than the producer's message.max.bytes are refused locally; keep a margin for framing.
+        let messageMaxBytes = kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000
+        stream.maxRecordBytes = max(4096, messageMaxBytes - 2048)
         if delivery == .exactlyOnce {
             let host = ProcessInfo.processInfo.hostName
             producer.transactionalID = try env.value(command.transactionalId, "MINIRBT_TRANSACTIONAL_ID") ?? "\(group)-\(host)"

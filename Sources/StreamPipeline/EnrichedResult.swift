@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// Where a record came from: enough to find it again in Kafka.
@@ -112,14 +113,25 @@ public struct DeadLetter: Codable, Sendable, Equatable {
     public var source: SourceCoordinates
     /// The original value, base64-encoded: it may not be valid UTF-8.
     public var valueBase64: String
-    /// The original value as text, when it is valid UTF-8.
+    /// The original value as text, when it is valid UTF-8 (and the dead letter is not truncated).
     public var value: String?
     public var failedAt: String
+    /// Present when the dead letter had to be shortened to fit one record (`value` is then left out): true
+    /// when `value_base64` holds only the first bytes of the original, false when it still holds all of it.
+    /// `value_size` and `value_sha256` then describe the whole original.
+    public var valueTruncated: Bool?
+    /// Size of the whole original value in bytes (with `value_truncated`).
+    public var valueSize: Int?
+    /// SHA-256 of the whole original value, lower-case hex (with `value_truncated`).
+    public var valueSha256: String?
 
     enum CodingKeys: String, CodingKey {
         case error, source, value
         case valueBase64 = "value_base64"
         case failedAt = "failed_at"
+        case valueTruncated = "value_truncated"
+        case valueSize = "value_size"
+        case valueSha256 = "value_sha256"
     }
 
     public init(code: String, message: String, source: SourceCoordinates, originalValue: [UInt8], at date: Date = Date()) {
@@ -128,6 +140,19 @@ public struct DeadLetter: Codable, Sendable, Equatable {
         self.valueBase64 = Data(originalValue).base64EncodedString()
         self.value = String(validating: originalValue, as: UTF8.self)
         self.failedAt = date.formatted(.iso8601)
+    }
+
+    /// This dead letter shortened: without the text form, with only the first `keeping` bytes of
+    /// `originalValue` (the whole value it was made from), with the original's size and SHA-256.
+    func truncated(keeping: Int, of originalValue: [UInt8]) -> DeadLetter {
+        var letter = self
+        let kept = min(max(0, keeping), originalValue.count)
+        letter.valueBase64 = Data(originalValue.prefix(kept)).base64EncodedString()
+        letter.value = nil
+        letter.valueTruncated = kept < originalValue.count
+        letter.valueSize = originalValue.count
+        letter.valueSha256 = SHA256.hash(data: originalValue).map { String(format: "%02x", $0) }.joined()
+        return letter
     }
 }
 

@@ -2,11 +2,16 @@ import Foundation
 import Kafka
 import Logging
 import MiniRBT
+import Synchronization
 
 /// A consumed record waiting for its shard.
 struct WorkItem: Sendable {
     let record: ConsumerRecord
     let receivedAt: ContinuousClock.Instant
+    /// The offset book's generation of the record's partition when it was registered.
+    var generation: UInt64 = 0
+    /// Bytes charged to the byte budget until the event's output is settled.
+    var size: Int = 0
 }
 
 /// What a shard made of one record, in the record's partition order.
@@ -20,6 +25,8 @@ struct ShardOutput: Sendable {
     let outcome: Outcome
     /// The candidate's result in shadow mode, published to the shadow topic only.
     let shadow: EnrichedResult?
+    var generation: UInt64 = 0
+    var size: Int = 0
 }
 
 /// Settings every shard shares.
@@ -58,11 +65,17 @@ final class InferenceShard: Sendable {
     private let deployment: ModelDeployment
     private let metrics: PipelineMetrics
     private let logger: Logger
-    /// Called on the shard's thread when its queue falls to half its capacity, to resume paused partitions.
-    private let onDrained: @Sendable (Int) -> Void
+    /// Called on the shard's thread after every batch, to re-evaluate whether its partitions stay paused.
+    private let onDrained: @Sendable (InferenceShard) -> Void
+    /// When the shard last finished a batch (or started), for the liveness probe.
+    let lastProgress = Mutex(ContinuousClock.now)
+    /// Set when the shard's thread has ended.
+    let finished = Atomic<Bool>(false)
+    /// Outputs handed to the publisher and not yet published (for the liveness probe).
+    let unpublished = Atomic<Int>(0)
 
     init(index: Int, settings: ShardSettings, deployment: ModelDeployment, metrics: PipelineMetrics,
-         logger: Logger, onDrained: @escaping @Sendable (Int) -> Void) {
+         logger: Logger, onDrained: @escaping @Sendable (InferenceShard) -> Void) {
         self.index = index
         self.settings = settings
         self.deployment = deployment
@@ -87,10 +100,14 @@ final class InferenceShard: Sendable {
             logger.warning("\($0)", metadata: ["shard": "\(index)"])
         }
         while let batch = queue.nextBatch(maxItems: settings.maxBatch, maxWait: settings.maxWait) {
-            continuation.yield(process(batch, predictor: predictor))
+            let outputs = process(batch, predictor: predictor)
+            unpublished.add(outputs.count, ordering: .relaxed)
+            continuation.yield(outputs)
+            lastProgress.withLock { $0 = .now }
             metrics.shardQueueDepth(index, queue.depth)
-            if queue.depth <= queue.capacity / 2 { onDrained(index) }
+            onDrained(self)
         }
+        finished.store(true, ordering: .releasing)
         continuation.finish()
     }
 
@@ -132,7 +149,7 @@ final class InferenceShard: Sendable {
             ShardOutput(record: batch[index].record,
                         outcome: outcomes[index] ?? .deadLetter(deadLetter(batch[index].record, code: "internal",
                                                                            message: "no result was produced")),
-                        shadow: shadows[index])
+                        shadow: shadows[index], generation: batch[index].generation, size: batch[index].size)
         }
     }
 
@@ -177,13 +194,13 @@ final class InferenceShard: Sendable {
         queue.close()
     }
 
-    /// Forgets every queued record (a shutdown past its deadline); returns how many.
-    func discardQueued() -> Int {
+    /// Forgets every queued record (a shutdown past its deadline); returns them.
+    func discardQueued() -> [WorkItem] {
         queue.removeAll { _ in true }
     }
 
-    /// Forgets queued records of partitions this replica no longer owns.
-    func drop(_ partitions: Set<TopicPartition>) {
+    /// Forgets queued records of partitions this replica no longer owns; returns them.
+    func drop(_ partitions: Set<TopicPartition>) -> [WorkItem] {
         queue.removeAll { partitions.contains($0.record.topicPartition) }
     }
 }

@@ -6,19 +6,30 @@ import Synchronization
 final class OffsetBook: Sendable {
     private struct State {
         var trackers: [TopicPartition: OffsetTracker] = [:]
+        /// The generation of each offset last handed out by `pendingCommits`, for `markCommitted`.
+        var commitGenerations: [TopicPartition: UInt64] = [:]
         /// Revocations waiting for a partition's in-flight events to be acknowledged.
         var drainWaiters: [(partitions: Set<TopicPartition>, continuation: CheckedContinuation<Void, Never>)] = []
     }
 
     private let state = Mutex(State())
 
-    func register(_ partition: TopicPartition, offset: Int64) {
-        state.withLock { $0.trackers[partition, default: OffsetTracker()].register(offset) }
+    /// - Returns: the generation to acknowledge the event with (see ``OffsetTracker``).
+    func register(_ partition: TopicPartition, offset: Int64) -> UInt64 {
+        let (generation, ready) = state.withLock { state in
+            let before = state.trackers[partition]?.inFlight ?? 0
+            let generation = state.trackers[partition, default: OffsetTracker()].register(offset)
+            // A restart of the numbering forgets in-flight events, which may let a revocation proceed.
+            let ready = (state.trackers[partition]?.inFlight ?? 0) <= before ? Self.takeDrained(&state) : []
+            return (generation, ready)
+        }
+        ready.forEach { $0.resume() }
+        return generation
     }
 
-    func acknowledge(_ partition: TopicPartition, offset: Int64) {
+    func acknowledge(_ partition: TopicPartition, offset: Int64, generation: UInt64) {
         let ready: [CheckedContinuation<Void, Never>] = state.withLock { state in
-            state.trackers[partition]?.acknowledge(offset)
+            state.trackers[partition]?.acknowledge(offset, generation: generation)
             return Self.takeDrained(&state)
         }
         ready.forEach { $0.resume() }
@@ -29,7 +40,10 @@ final class OffsetBook: Sendable {
         state.withLock { state in
             var offsets: [TopicPartition: Int64] = [:]
             for (partition, tracker) in state.trackers where partitions?.contains(partition) ?? true {
-                if let offset = tracker.nextCommit { offsets[partition] = offset }
+                if let offset = tracker.nextCommit {
+                    offsets[partition] = offset
+                    state.commitGenerations[partition] = tracker.generation
+                }
             }
             return offsets
         }
@@ -37,7 +51,10 @@ final class OffsetBook: Sendable {
 
     func markCommitted(_ offsets: [TopicPartition: Int64]) {
         state.withLock { state in
-            for (partition, offset) in offsets { state.trackers[partition]?.markCommitted(offset) }
+            for (partition, offset) in offsets {
+                guard let generation = state.commitGenerations[partition] else { continue }
+                state.trackers[partition]?.markCommitted(offset, generation: generation)
+            }
         }
     }
 
@@ -82,7 +99,10 @@ final class OffsetBook: Sendable {
     /// Stops tracking partitions that were revoked (after their final commit) or lost.
     func remove(_ partitions: Set<TopicPartition>) {
         let ready = state.withLock { state in
-            for partition in partitions { state.trackers[partition] = nil }
+            for partition in partitions {
+                state.trackers[partition] = nil
+                state.commitGenerations[partition] = nil
+            }
             return Self.takeDrained(&state)
         }
         ready.forEach { $0.resume() }

@@ -9,6 +9,9 @@ public final class PipelineMetrics: Sendable {
     private let batchSize = Recorder(label: "minirbt_batch_size", aggregate: true)
     private let inferenceTimer = Timer(label: "minirbt_inference_seconds", preferredDisplayUnit: .seconds)
     private let endToEndTimer = Timer(label: "minirbt_end_to_end_seconds", preferredDisplayUnit: .seconds)
+    private let bufferedBytesGauge = Gauge(label: "minirbt_buffered_bytes")
+    private let retriesCounter = Counter(label: "minirbt_publish_retries_total")
+    private let shadowFailuresCounter = Counter(label: "minirbt_shadow_failures_total")
     private let totals = Mutex(Totals())
 
     /// Running totals since start.
@@ -51,6 +54,27 @@ public final class PipelineMetrics: Sendable {
         Gauge(label: "minirbt_consumer_lag", dimensions: [("topic", topic), ("partition", "\(partition)")]).record(lag)
     }
 
+    /// Drops the lag series of partitions this replica no longer owns, so dashboards do not show a stale
+    /// value forever.
+    func removeLag(topic: String, partition: Int32) {
+        Gauge(label: "minirbt_consumer_lag", dimensions: [("topic", topic), ("partition", "\(partition)")]).destroy()
+    }
+
+    /// Bytes of consumed records not yet published (queued, in inference, or awaiting acknowledgement).
+    func bufferedBytes(_ bytes: Int) {
+        bufferedBytesGauge.record(bytes)
+    }
+
+    /// A delivery failed with a transient error and is retried.
+    func publishRetried() {
+        retriesCounter.increment()
+    }
+
+    /// A shadow result could not be published (it is only logged and counted; the event is not held up).
+    func shadowFailed() {
+        shadowFailuresCounter.increment()
+    }
+
     /// `minirbt_model_info{name, version, role} 1` for the serving model(s), 0 for the ones replaced.
     public func model(_ identity: ModelIdentity, role: String, active: Bool) {
         Gauge(label: "minirbt_model_info",
@@ -60,8 +84,23 @@ public final class PipelineMetrics: Sendable {
 }
 
 extension Duration {
+    /// Whole nanoseconds, saturating at `Int64.min`/`Int64.max` (about ±292 years): durations computed from
+    /// record timestamps can be anything.
     var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        let scaled = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if scaled.overflow { return seconds < 0 ? .min : .max }
+        let total = scaled.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000)
+        if total.overflow { return seconds < 0 ? .min : .max }
+        return total.partialValue
+    }
+
+    /// From a record's timestamp (ms since the epoch, producer-chosen, so any value) to `nowMilliseconds`:
+    /// nil when there is no timestamp, it is not positive, or it lies in the future; never traps.
+    static func sinceRecordTimestamp(_ timestamp: Int64?, nowMilliseconds: Int64) -> Duration? {
+        guard let timestamp, timestamp > 0 else { return nil }
+        let elapsed = nowMilliseconds.subtractingReportingOverflow(timestamp)
+        guard !elapsed.overflow, elapsed.partialValue >= 0 else { return nil }
+        return .milliseconds(elapsed.partialValue)
     }
 }

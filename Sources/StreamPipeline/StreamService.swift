@@ -36,8 +36,30 @@ public struct StreamSettings: Sendable {
     public var observeInterval = Duration.seconds(5)
     /// Header that carries the answering model's version on every result.
     public var versionHeader = "minirbt-model-version"
+    /// Bytes of consumed records held at once (shard queues, inference, outputs awaiting acknowledgement)
+    /// above which every assigned partition is paused; they resume below half.
+    public var maxBufferedBytes = 256 << 20
+    /// The largest record to produce (key, value, headers): the producer's `message.max.bytes` less framing.
+    public var maxRecordBytes = 1_000_000 - 2048
+    /// The liveness probe fails when a shard, a publisher or the consumer loop has work but made no progress
+    /// for this long. Keep it above the producer's `message.timeout.ms` (30 s).
+    public var stallTimeout = Duration.seconds(120)
+    /// First pause between retries of a transient publishing error (doubling up to 5 s).
+    public var retryBackoff = Duration.milliseconds(100)
+    /// Check at start-up that the output and dead-letter topics exist.
+    public var checkTopicsAtStart = true
+
+    /// How long a revocation waits for in-flight events before committing: two thirds of `drainTimeout`, so
+    /// that the commit is done before the consumer's revocation timeout (set to `drainTimeout`) gives the
+    /// partitions up.
+    public var revocationDrainTimeout: Duration { drainTimeout * 2 / 3 }
 
     public init() {}
+}
+
+/// The service stopped because it cannot make progress; the message says why.
+public struct StreamServiceError: Error, CustomStringConvertible {
+    public let description: String
 }
 
 /// Observable state for health checks and status heartbeats.
@@ -47,6 +69,8 @@ public struct StreamStatus: Sendable {
     /// Events behind the high watermark over all assigned partitions, at the last sample.
     public var lag: Int64?
     public var lastError: String?
+    /// Why the cluster is considered unreachable, from the last periodic check.
+    public var brokerUnreachable: String?
 }
 
 /// The streaming service: consumer loop → router → shards → publishers → offset book → commits.
@@ -58,10 +82,19 @@ public final class StreamService: Service, Sendable {
     public let metrics: PipelineMetrics
     private let logger: Logger
     private let shards: [InferenceShard]
+    private let publishers: [OutputPublisher]
     private let router: PartitionRouter
-    private let book = OffsetBook()
+    private let book: OffsetBook
+    private let budget: ByteBudget
     private let transactions: TransactionGate?
     private let statusState = Mutex(StreamStatus())
+    /// When the consumer loop last received an event.
+    private let consumerProgress = Mutex(ContinuousClock.now)
+    /// Set at the drain deadline: publishers stop retrying and leave their events uncommitted.
+    private let abandoned: AtomicFlag
+    /// The error that made a publisher stop, if any: the service then stops too.
+    private let publishFailure = Mutex<PublishingFailure?>(nil)
+    private let stopRequest: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
 
     public init(settings: StreamSettings, consumer: KafkaConsumer, producer: KafkaProducer,
                 deployment: ModelDeployment, metrics: PipelineMetrics = PipelineMetrics(), logger: Logger) {
@@ -71,24 +104,101 @@ public final class StreamService: Service, Sendable {
         self.deployment = deployment
         self.metrics = metrics
         self.logger = logger
-        let router = PartitionRouter(shardCount: max(1, settings.shards))
-        self.router = router
-        self.transactions = settings.delivery == .exactlyOnce ? TransactionGate(producer: producer) : nil
-        shards = (0..<max(1, settings.shards)).map { index in
-            InferenceShard(index: index, settings: settings.shard, deployment: deployment, metrics: metrics,
-                           logger: logger) { [consumer, logger] shard in
-                let resumed = router.takePaused(shard: shard)
-                guard !resumed.isEmpty else { return }
-                do { try consumer.resume(resumed) } catch {
+        self.stopRequest = AsyncStream.makeStream()
+        let book = OffsetBook()
+        self.book = book
+        let abandoned = AtomicFlag()
+        self.abandoned = abandoned
+        let router = PartitionRouter(shardCount: max(1, settings.shards)) { [consumer, logger] pause, resume in
+            if !pause.isEmpty {
+                do { try consumer.pause(pause) } catch {
+                    logger.warning("could not pause partitions", metadata: ["error": "\(error)"])
+                }
+            }
+            if !resume.isEmpty {
+                do { try consumer.resume(resume) } catch {
                     logger.warning("could not resume partitions", metadata: ["error": "\(error)"])
                 }
             }
+        }
+        self.router = router
+        let budget = ByteBudget(limit: settings.maxBufferedBytes)
+        self.budget = budget
+        let transactions = settings.delivery == .exactlyOnce ? TransactionGate(producer: producer) : nil
+        self.transactions = transactions
+        let shards = (0..<max(1, settings.shards)).map { index in
+            InferenceShard(index: index, settings: settings.shard, deployment: deployment, metrics: metrics,
+                           logger: logger) { shard in
+                router.refresh(shard: index, depth: { shard.queue.depth }, capacity: shard.queue.capacity)
+            }
+        }
+        self.shards = shards
+        let publisherSettings = OutputPublisher.Settings(
+            outputTopic: settings.outputTopic, deadLetterTopic: settings.deadLetterTopic,
+            shadowTopic: settings.shadowTopic, versionHeader: settings.versionHeader,
+            maxRecordBytes: settings.maxRecordBytes, retryBackoff: settings.retryBackoff)
+        let send: OutputPublisher.Send = { record, onDelivery in
+            if let transactions {
+                try await transactions.send(record, onDelivery: onDelivery)
+            } else {
+                try await producer.enqueue(record, onDelivery: onDelivery)
+            }
+        }
+        publishers = shards.map { _ in
+            OutputPublisher(settings: publisherSettings, send: send, book: book, metrics: metrics, logger: logger,
+                            release: { bytes in
+                                if budget.release(bytes) { router.setOverBudget(false) }
+                                metrics.bufferedBytes(budget.used)
+                            },
+                            abandoned: { abandoned.isSet })
         }
     }
 
     public var status: StreamStatus { statusState.withLock { $0 } }
 
+    /// The most bytes of consumed records held at once since start (see `maxBufferedBytes`).
+    public var peakBufferedBytes: Int { budget.peak }
+
+    /// Nil when the service can take traffic, else why not: the consumer is not running, the cluster is
+    /// unreachable, or publishing is stalled retrying a transient error.
+    public func readiness() -> String? {
+        let status = status
+        guard status.consuming else { return "the consumer is not running" }
+        if let unreachable = status.brokerUnreachable { return "the Kafka cluster is unreachable: \(unreachable)" }
+        for (index, publisher) in publishers.enumerated() {
+            if let error = publisher.retrying.withLock({ $0 }) {
+                return "publisher \(index) is retrying: \(error)"
+            }
+        }
+        return nil
+    }
+
+    /// Nil while every part makes progress, else what is stuck: a shard, publisher or the consumer loop that
+    /// stopped while the service runs, or that has had work but no progress for `stallTimeout`.
+    public func liveness(now: ContinuousClock.Instant = .now) -> String? {
+        let status = status
+        guard status.consuming else { return nil }
+        let stall = settings.stallTimeout
+        for (shard, publisher) in zip(shards, publishers) {
+            if shard.finished.load(ordering: .acquiring) { return "shard \(shard.index) has stopped" }
+            if publisher.finished.load(ordering: .acquiring) { return "the publisher of shard \(shard.index) has stopped" }
+            if shard.queue.depth > 0, now - shard.lastProgress.withLock({ $0 }) > stall {
+                return "shard \(shard.index) has queued events but finished no batch for \(stall)"
+            }
+            if shard.unpublished.load(ordering: .relaxed) > 0, now - publisher.lastProgress.withLock({ $0 }) > stall {
+                return "the publisher of shard \(shard.index) has outputs but made no progress for \(stall)"
+            }
+        }
+        let assigned = Set(router.assigned)
+        if (status.lag ?? 0) > 0, !assigned.subtracting(router.paused).isEmpty,
+           now - consumerProgress.withLock({ $0 }) > stall {
+            return "the consumer loop received nothing for \(stall) while the assigned partitions lag"
+        }
+        return nil
+    }
+
     public func run() async throws {
+        if settings.checkTopicsAtStart { try await checkTopics() }
         shards.forEach { $0.start() }
         try await transactions?.start()
         if let pattern = settings.inputPattern {
@@ -97,45 +207,50 @@ public final class StreamService: Service, Sendable {
             try await consumer.subscribe(topics: settings.inputTopics)
         }
         statusState.withLock { $0.consuming = true }
+        consumerProgress.withLock { $0 = .now }
         logger.info("consuming", metadata: ["topics": "\(settings.inputPattern ?? settings.inputTopics.joined(separator: ","))",
                                            "shards": "\(shards.count)", "delivery": "\(settings.delivery.rawValue)"])
 
         var consumerFailure: (any Error)?
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for shard in shards {
-                group.addTask { try await self.publish(shard) }
+        await withTaskGroup(of: Void.self) { background in
+            background.addTask { await self.commitPeriodically() }
+            background.addTask { await self.observePeriodically() }
+            await withTaskGroup(of: Bool.self) { publishing in
+                for (shard, publisher) in zip(shards, publishers) {
+                    publishing.addTask { await self.publish(shard, with: publisher); return true }
+                }
+                // Graceful shutdown, a fatal consumer error or a publisher that cannot go on ends the consumer
+                // loop; what was taken in is then drained, published and committed either way.
+                do {
+                    try await cancelWhenGracefulShutdown { try await self.consumeUntilStopped() }
+                } catch is CancellationError {
+                    // The shutdown signal.
+                } catch {
+                    consumerFailure = error
+                    statusState.withLock { $0.lastError = "consumer failed: \(error)" }
+                    logger.error("consumer failed; draining and stopping", metadata: ["error": "\(error)"])
+                }
+                statusState.withLock { $0.consuming = false }
+                logger.info("stopping: draining shards", metadata: ["deadline": "\(settings.drainTimeout)"])
+                shards.forEach { $0.stop() }
+                // Bounded: what is still queued at the deadline is dropped uncommitted, for the next owner to
+                // redo, and publishers stop retrying.
+                publishing.addTask { [self] in
+                    guard (try? await Task.sleep(for: settings.drainTimeout)) != nil else { return false }
+                    abandoned.set()
+                    let dropped = shards.flatMap { $0.discardQueued() }
+                    releaseBudget(dropped.reduce(0) { $0 + $1.size })
+                    logger.warning("drain deadline passed; queued events left uncommitted for redelivery",
+                                   metadata: ["events": "\(dropped.count)"])
+                    return false
+                }
+                var running = publishers.count
+                while running > 0, let finished = await publishing.next() {
+                    if finished { running -= 1 }
+                }
+                publishing.cancelAll()
             }
-            let committer = Task { await self.commitPeriodically() }
-            let observer = Task { await self.observePeriodically() }
-
-            // Graceful shutdown (or a fatal consumer error) ends the consumer loop; what was taken in is
-            // then drained, published and committed either way.
-            do {
-                try await cancelWhenGracefulShutdown { try await self.consume() }
-            } catch is CancellationError {
-                // The shutdown signal.
-            } catch {
-                consumerFailure = error
-                statusState.withLock { $0.lastError = "consumer failed: \(error)" }
-                logger.error("consumer failed; draining and stopping", metadata: ["error": "\(error)"])
-            }
-            statusState.withLock { $0.consuming = false }
-            logger.info("stopping: draining shards", metadata: ["deadline": "\(settings.drainTimeout)"])
-            shards.forEach { $0.stop() }
-            // Bounded: what is still queued at the deadline is dropped uncommitted, for the next owner to redo.
-            let deadline = Task { [shards, logger, settings] in
-                try await Task.sleep(for: settings.drainTimeout)
-                let dropped = shards.reduce(0) { $0 + $1.discardQueued() }
-                logger.warning("drain deadline passed; queued events left uncommitted for redelivery",
-                               metadata: ["events": "\(dropped)"])
-            }
-            var publishFailure: (any Error)?
-            do { try await group.waitForAll() } catch { publishFailure = error }
-            deadline.cancel()
-            committer.cancel()
-            observer.cancel()
-            await committer.value
-            if let publishFailure { throw publishFailure }
+            background.cancelAll()
         }
         do {
             try await producer.flush(timeout: settings.drainTimeout)
@@ -147,7 +262,34 @@ public final class StreamService: Service, Sendable {
         logger.info("stopped", metadata: ["consumed": "\(metrics.snapshot.consumed)",
                                           "produced": "\(metrics.snapshot.produced)",
                                           "dead_lettered": "\(metrics.snapshot.deadLettered)"])
+        if let failure = publishFailure.withLock({ $0 }) {
+            throw StreamServiceError(description: "stopped: \(failure); what was published is committed, the rest will be redone after the cause is fixed")
+        }
         if let consumerFailure { throw consumerFailure }
+    }
+
+    /// The topics the service writes must exist: producing to a missing one fails only after
+    /// `topic.metadata.propagation.max.ms`, event by event. Transient metadata errors are retried for up to
+    /// `drainTimeout`.
+    private func checkTopics() async throws {
+        for (role, topic) in [("output", settings.outputTopic), ("dead-letter", settings.deadLetterTopic)] {
+            let deadline = ContinuousClock.now + settings.drainTimeout
+            while true {
+                do {
+                    _ = try await producer.describeTopic(topic)
+                    break
+                } catch {
+                    if error.produceFailure == .permanent {
+                        throw StreamServiceError(description: "the \(role) topic '\(topic)' cannot be used: \(error) (create it first: docs/operations.md, section 3)")
+                    }
+                    guard ContinuousClock.now < deadline else {
+                        throw StreamServiceError(description: "could not check the \(role) topic '\(topic)': \(error)")
+                    }
+                    logger.warning("checking the \(role) topic failed; retrying", metadata: ["error": "\(error)"])
+                    try await Task.sleep(for: .seconds(1))
+                }
+            }
+        }
     }
 
     /// Leaves the group. Closing revokes what is still assigned; everything was drained and committed
@@ -168,11 +310,33 @@ public final class StreamService: Service, Sendable {
 
     // MARK: Consumer loop
 
+    /// The consumer loop, until the events end, the task is cancelled, or a publisher asks to stop.
+    private func consumeUntilStopped() async throws {
+        let stopRequest = stopRequest.stream
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.consume() }
+            group.addTask {
+                for await _ in stopRequest {}
+                // Ended by `requestStop` (not by cancellation): stop consuming.
+            }
+            _ = try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func requestStop() {
+        stopRequest.continuation.finish()
+    }
+
     private func consume() async throws {
         for try await event in consumer.events {
+            consumerProgress.withLock { $0 = .now }
             switch event {
             case .message(let record):
                 route(record)
+                // Over the byte budget: the partitions are paused, and what the consumer already fetched
+                // waits in its (byte-bounded) buffer until the shards and publishers are back under half.
+                if budget.isOver { await budget.waitWhileOver() }
             case .assigned(let partitions):
                 router.assign(partitions)
                 statusState.withLock { $0.assigned = router.assigned }
@@ -183,10 +347,10 @@ public final class StreamService: Service, Sendable {
             case .lost(let partitions):
                 let lost = Set(partitions)
                 logger.warning("partitions lost; dropping their in-flight work", metadata: ["partitions": "\(partitions.sorted())"])
-                shards.forEach { $0.drop(lost) }
+                let dropped = shards.flatMap { $0.drop(lost) }
+                releaseBudget(dropped.reduce(0) { $0 + $1.size })
                 book.remove(lost)
-                router.unassign(lost)
-                statusState.withLock { $0.assigned = router.assigned }
+                forget(lost)
             }
         }
     }
@@ -194,119 +358,84 @@ public final class StreamService: Service, Sendable {
     private func route(_ record: ConsumerRecord) {
         let partition = record.topicPartition
         metrics.consumed()
-        book.register(partition, offset: record.offset)
+        let generation = book.register(partition, offset: record.offset)
+        let size = record.payloadSize
+        if budget.add(size) {
+            logger.info("buffered bytes over --max-buffered-bytes; pausing every partition",
+                        metadata: ["bytes": "\(budget.used)", "limit": "\(budget.limit)"])
+            router.setOverBudget(true)
+        }
+        metrics.bufferedBytes(budget.used)
         let shardIndex = router.shard(for: partition)
-        let full = shards[shardIndex].queue.push(WorkItem(record: record, receivedAt: .now))
+        let shard = shards[shardIndex]
+        let full = shard.queue.push(WorkItem(record: record, receivedAt: .now, generation: generation, size: size))
         if full {
-            let toPause = router.pauseAll(shard: shardIndex)
-            guard !toPause.isEmpty else { return }
-            do { try consumer.pause(toPause) } catch {
-                logger.warning("could not pause partitions", metadata: ["error": "\(error)"])
-            }
+            router.refresh(shard: shardIndex, depth: { shard.queue.depth }, capacity: shard.queue.capacity)
         }
     }
 
-    /// Orderly revocation: let the partitions' in-flight events be acknowledged, commit, then let go.
+    private func releaseBudget(_ bytes: Int) {
+        if budget.release(bytes) { router.setOverBudget(false) }
+        metrics.bufferedBytes(budget.used)
+    }
+
+    /// Orderly revocation: let the partitions' in-flight events be acknowledged, commit, then let go. The
+    /// wait is shorter than the consumer's revocation timeout, so the commit lands while the partitions are
+    /// still ours.
     private func release(_ partitions: Set<TopicPartition>) async {
         logger.info("partitions revoked; draining", metadata: ["partitions": "\(partitions.sorted())"])
-        if !(await book.waitUntilDrained(partitions, timeout: settings.drainTimeout)) {
+        if !(await book.waitUntilDrained(partitions, timeout: settings.revocationDrainTimeout)) {
             logger.warning("revocation drain timed out; uncommitted events will be redone by the next owner",
                            metadata: ["partitions": "\(partitions.sorted())"])
         }
         await commitPending(partitions)
         book.remove(partitions)
+        forget(partitions)
+    }
+
+    /// Stops routing to partitions this replica no longer owns, and drops their lag series.
+    private func forget(_ partitions: Set<TopicPartition>) {
         router.unassign(partitions)
+        for partition in partitions { metrics.removeLag(topic: partition.topic, partition: partition.partition) }
         statusState.withLock { $0.assigned = router.assigned }
     }
 
     // MARK: Publishing
 
-    private func publish(_ shard: InferenceShard) async throws {
+    /// Publishes a shard's outputs until the shard ends. A publisher that cannot go on asks the service to
+    /// stop, and keeps draining the shard's outputs (unpublished, so uncommitted) so the shard never blocks.
+    private func publish(_ shard: InferenceShard, with publisher: OutputPublisher) async {
+        var stopped = false
         for await outputs in shard.outputs {
-            for output in outputs {
-                try await publish(output)
+            defer { shard.unpublished.subtract(outputs.count, ordering: .relaxed) }
+            guard !stopped else {
+                releaseBudget(outputs.reduce(0) { $0 + $1.size })
+                continue
             }
-        }
-    }
-
-    private func publish(_ output: ShardOutput) async throws {
-        let record = output.record
-        let partition = record.topicPartition
-        let offset = record.offset
-        let produced: ProducerRecord
-        switch output.outcome {
-        case .result(let result):
-            var headers = record.headers.filter { $0.name != settings.versionHeader }
-            headers.append(KafkaHeader(name: settings.versionHeader, value: result.model.version))
-            produced = ProducerRecord(topic: settings.outputTopic, key: record.key,
-                                      value: try JSONEncoder.results.encodedBytes(result), headers: headers)
-        case .deadLetter(let letter):
-            produced = deadLetterRecord(letter, of: record)
-        }
-        let endToEnd = record.timestampMilliseconds.map { Duration.milliseconds(Int64(Date().timeIntervalSince1970 * 1000) - $0) }
-        let isResult = if case .result = output.outcome { true } else { false }
-        try await send(produced) { [self] result in
-            switch result {
-            case .success:
-                if isResult { metrics.produced(endToEnd: endToEnd) }
-                else if case .deadLetter(let letter) = output.outcome { metrics.deadLettered(code: letter.error.code) }
-                book.acknowledge(partition, offset: offset)
-            case .failure(let error):
-                logger.error("publishing failed; the event stays uncommitted",
-                             metadata: ["source": "\(partition)@\(offset)", "error": "\(error)"])
-                if isResult { Task { try? await self.deadLetterAfterFailure(record, error: error) } }
-            }
-        }
-        if let shadow = output.shadow {
-            let shadowRecord = ProducerRecord(topic: settings.shadowTopic, key: record.key,
-                                              value: try JSONEncoder.results.encodedBytes(shadow),
-                                              headers: [KafkaHeader(name: settings.versionHeader, value: shadow.model.version)])
-            try await send(shadowRecord) { [logger] result in
-                if case .failure(let error) = result {
-                    logger.warning("shadow result not published", metadata: ["error": "\(error)"])
+            do {
+                try await publisher.publish(outputs)
+            } catch {
+                stopped = true
+                if case .stopped = error {
+                    logger.critical("publishing cannot go on; stopping the service",
+                                    metadata: ["shard": "\(shard.index)", "error": "\(error)"])
+                    statusState.withLock { $0.lastError = "\(error)" }
+                    publishFailure.withLock { if $0 == nil { $0 = error } }
+                    requestStop()
                 }
             }
         }
-    }
-
-    /// A result the output topic refused (too large, say) still gets a trace: a dead-letter record.
-    private func deadLetterAfterFailure(_ record: ConsumerRecord, error: KafkaError) async throws {
-        let letter = DeadLetter(code: "publish_failed", message: "the result could not be published: \(error)",
-                                source: SourceCoordinates(topic: record.topic, partition: record.partition,
-                                                          offset: record.offset, timestamp: record.timestampMilliseconds),
-                                originalValue: record.value ?? [])
-        try await send(deadLetterRecord(letter, of: record)) { [self] result in
-            if case .success = result {
-                metrics.deadLettered(code: letter.error.code)
-                book.acknowledge(record.topicPartition, offset: record.offset)
-            }
-        }
-    }
-
-    private func deadLetterRecord(_ letter: DeadLetter, of record: ConsumerRecord) -> ProducerRecord {
-        var headers = record.headers
-        headers.append(KafkaHeader(name: "minirbt-error", value: letter.error.code))
-        let value = (try? JSONEncoder.results.encodedBytes(letter)) ?? Array(letter.error.message.utf8)
-        return ProducerRecord(topic: settings.deadLetterTopic, key: record.key, value: value, headers: headers)
-    }
-
-    private func send(_ record: ProducerRecord,
-                      onDelivery: @escaping @Sendable (Result<DeliveryReport, KafkaError>) -> Void) async throws {
-        if let transactions {
-            try await transactions.send(record, onDelivery: onDelivery)
-        } else {
-            try await producer.enqueue(record, onDelivery: onDelivery)
-        }
+        publisher.finished.store(true, ordering: .releasing)
     }
 
     // MARK: Observation
 
-    /// Samples lag per partition (high watermark − position) and which models serve, for /metrics and
-    /// heartbeats. Sampling, not the data path: a failed sample is skipped.
+    /// Samples lag per partition (high watermark − position), which models serve and whether the cluster
+    /// answers, for /metrics, /readyz and heartbeats. Sampling, not the data path: a failed sample is skipped.
     private func observePeriodically() async {
         var reported: [String: ModelIdentity] = ["primary": deployment.current.primary.identity]
         while !Task.isCancelled {
-            try? await Task.sleep(for: settings.observeInterval)
+            guard (try? await Task.sleep(for: settings.observeInterval)) != nil else { return }
             let selection = deployment.current
             let serving = ["primary": selection.primary.identity, "candidate": selection.candidate?.identity]
             for role in ["primary", "candidate"] where reported[role] != serving[role] {
@@ -315,15 +444,24 @@ public final class StreamService: Service, Sendable {
                 reported[role] = serving[role] ?? nil
             }
 
+            do {
+                try await producer.pingCluster(timeout: .seconds(5))
+                statusState.withLock { $0.brokerUnreachable = nil }
+            } catch {
+                statusState.withLock { $0.brokerUnreachable = "\(error)" }
+            }
+
             let partitions = router.assigned
             guard !partitions.isEmpty, let positions = try? consumer.position(partitions) else { continue }
             var total: Int64 = 0
             for partition in partitions {
                 guard let position = positions[partition] ?? nil,
                       let high = try? await consumer.watermarks(partition, timeout: .seconds(2)).high else { continue }
-                let lag = max(0, high - position)
+                let difference = high.subtractingReportingOverflow(position)
+                let lag = difference.overflow ? Int64.max : max(0, difference.partialValue)
                 metrics.lag(topic: partition.topic, partition: partition.partition, lag)
-                total += lag
+                let sum = total.addingReportingOverflow(lag)
+                total = sum.overflow ? .max : sum.partialValue
             }
             statusState.withLock { $0.lag = total }
         }
@@ -333,7 +471,7 @@ public final class StreamService: Service, Sendable {
 
     private func commitPeriodically() async {
         while !Task.isCancelled {
-            try? await Task.sleep(for: settings.commitInterval)
+            guard (try? await Task.sleep(for: settings.commitInterval)) != nil else { return }
             await commitPending()
         }
     }

@@ -44,13 +44,13 @@ final class WorkQueue<Item>: @unchecked Sendable {
         return batch
     }
 
-    /// Removes queued items that match, e.g. those of a lost partition; returns how many.
+    /// Removes queued items that match, e.g. those of a lost partition; returns them.
     @discardableResult
-    func removeAll(where shouldRemove: (Item) -> Bool) -> Int {
+    func removeAll(where shouldRemove: (Item) -> Bool) -> [Item] {
         condition.withLock {
-            let before = items.count
-            items.removeAll(where: shouldRemove)
-            return before - items.count
+            let removed = Array(items.filter(shouldRemove))
+            if !removed.isEmpty { items.removeAll(where: shouldRemove) }
+            return removed
         }
     }
 

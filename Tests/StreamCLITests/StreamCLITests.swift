@@ -21,7 +21,9 @@ import Testing
                      "--max-length": "MINIRBT_MAX_LENGTH", "--threads-per-shard": "MINIRBT_THREADS_PER_SHARD",
                      "--echo-text": "MINIRBT_ECHO_TEXT", "--delivery": "MINIRBT_DELIVERY",
                      "--metrics-port": "MINIRBT_METRICS_PORT", "--registry": "MINIRBT_REGISTRY",
-                     "--deployment": "MINIRBT_DEPLOYMENT", "--verify-key": "MINIRBT_VERIFY_KEY"]
+                     "--deployment": "MINIRBT_DEPLOYMENT", "--verify-key": "MINIRBT_VERIFY_KEY",
+                     "--metrics-host": "MINIRBT_METRICS_HOST", "--max-buffered-bytes": "MINIRBT_MAX_BUFFERED_BYTES",
+                     "--stall-timeout-seconds": "MINIRBT_STALL_TIMEOUT_SECONDS"]
         for (flag, variable) in flags {
             #expect(help.contains(flag), "run --help does not show \(flag)")
             #expect(help.contains(variable), "run --help does not name \(variable)")
@@ -70,6 +72,32 @@ import Testing
             } throws: { error in
                 "\(error)".contains(expected)
             }
+        }
+    }
+
+    @Test func hardeningSettingsAndKubernetesServiceLinks() throws {
+        let command = try RunCommand.parse(["--input-topic", "t", "--model", "m"])
+        let options = try RunOptions(command, environment: [
+            "MINIRBT_METRICS_HOST": "127.0.0.1", "MINIRBT_MAX_BUFFERED_BYTES": "8388608",
+            "MINIRBT_STALL_TIMEOUT_SECONDS": "90",
+            // A Service named kafka in the namespace.
+            "KAFKA_PORT": "tcp://10.0.0.7:9092", "KAFKA_SERVICE_HOST": "10.0.0.7", "KAFKA_SERVICE_PORT": "9092",
+            "KAFKA_PORT_9092_TCP_ADDR": "10.0.0.7", "KAFKA_SASL_USERNAME": "minirbt",
+            "KAFKA_MESSAGE_MAX_BYTES": "2000000",
+        ])
+        #expect(options.metricsHost == "127.0.0.1")
+        #expect(options.stream.maxBufferedBytes == 8 << 20)
+        #expect(options.stream.stallTimeout == .seconds(90))
+        #expect(options.kafka.properties == ["sasl.username": "minirbt", "message.max.bytes": "2000000"])
+        #expect(options.ignoredKafkaVariables.count == 4 && options.ignoredKafkaVariables.allSatisfy(\.isServiceLink))
+        #expect(options.stream.maxRecordBytes < 2_000_000 && options.stream.maxRecordBytes > 1_900_000)
+        #expect(options.consumer.kafka.properties["queued.max.messages.kbytes"] == "2048")
+        // The revocation's commit must happen before the consumer gives the partition up.
+        #expect(options.stream.revocationDrainTimeout < options.consumer.revocationTimeout)
+        #expect(try RunOptions(try RunCommand.parse(["--input-topic", "t", "--model", "m"]), environment: [:]).metricsHost == "0.0.0.0")
+        #expect(throws: (any Error).self) {
+            _ = try RunOptions(try RunCommand.parse(["--input-topic", "t", "--model", "m", "--max-buffered-bytes", "10"]),
+                               environment: [:])
         }
     }
 

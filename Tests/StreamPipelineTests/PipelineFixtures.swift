@@ -33,8 +33,8 @@ enum PipelineBroker {
 
     static func uniqueName(_ purpose: String) -> String { TestBroker.uniqueTopic(purpose) }
 
-    static func createTopic(_ purpose: String, partitions: Int32) async throws -> String {
-        try await TestBroker.createTopic(purpose, partitions: partitions)
+    static func createTopic(_ purpose: String, partitions: Int32, config: [String: String] = [:]) async throws -> String {
+        try await TestBroker.createTopic(purpose, partitions: partitions, config: config)
     }
 
     static func produce(_ records: [(key: String, value: [UInt8])], to topic: String) async throws {
@@ -42,6 +42,15 @@ enum PipelineBroker {
         for record in records {
             _ = try await producer.send(ProducerRecord(topic: topic, key: Array(record.key.utf8), value: record.value))
         }
+        await producer.close()
+    }
+
+    /// Produces records as given (timestamps, headers), with `properties` added to the producer's configuration.
+    static func produce(_ records: [ProducerRecord], properties: [String: String] = [:]) async throws {
+        var kafka = kafka
+        kafka.properties.merge(properties) { _, new in new }
+        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: logger)
+        for record in records { _ = try await producer.send(record) }
         await producer.close()
     }
 
@@ -79,17 +88,27 @@ enum PipelineBroker {
     static func runService<T: Sendable>(settings: StreamSettings, deployment: ModelDeployment, group: String,
                                         timeout: Duration = .seconds(240),
                                         _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await runService(settings: settings, deployment: deployment, group: group, timeout: timeout) { _ in
+            try await body()
+        }
+    }
+
+    /// The same, giving `body` the running service (for its counters and probes).
+    static func runService<T: Sendable>(settings: StreamSettings, deployment: ModelDeployment, group: String,
+                                        timeout: Duration = .seconds(240),
+                                        _ body: @escaping @Sendable (StreamService) async throws -> T) async throws -> T {
         let consumer = try KafkaConsumer(configuration: ConsumerConfiguration(kafka: kafka, groupID: group),
                                          logger: logger)
         let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: logger)
         let service = StreamService(settings: settings, consumer: consumer, producer: producer,
                                     deployment: deployment, logger: logger)
+        let watch: @Sendable () async throws -> T = { try await body(service) }
         let serviceGroup = ServiceGroup(services: [service], logger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { tasks in
             tasks.addTask { try await serviceGroup.run(); return nil }
             let result: T
             do {
-                result = try await withDeadline(timeout, "the pipeline's outputs", body)
+                result = try await withDeadline(timeout, "the pipeline's outputs", watch)
             } catch {
                 await serviceGroup.triggerGracefulShutdown()
                 throw error
