@@ -39,8 +39,10 @@ let package = Package(
         .systemLibrary(name: "CRdKafka", path: "Sources/CRdKafka", pkgConfig: "rdkafka",
                        providers: [.apt(["librdkafka-dev"])]),
 
-        // The engine's element-wise loops, built per instruction-set level and dispatched at load time.
-        .target(name: "CVectorMath"),
+        // The engine's C kernels (element-wise loops, int8 products), built per instruction-set level and
+        // dispatched at load time. Optimised in every configuration: the tests run debug builds, and
+        // intrinsics at -O0 are slower than the scalar code they replace.
+        .target(name: "CVectorMath", cSettings: [.unsafeFlags(["-O2"])]),
 
         // Model runtime: tokenizer, checkpoints, encoder, heads. Knows nothing of Kafka.
         .target(name: "MiniRBT", dependencies: ["CDNNL", "CVectorMath"]),

@@ -1,8 +1,9 @@
 // Element-wise loops of the inference engine that run on every activation of every layer.
 //
 // They live in C for one reason: Swift compiles for the baseline x86-64 (SSE2) and has no per-function
-// target attribute, while clang's `target_clones` builds each loop for AVX-512, AVX2 and the baseline and
-// picks one at load time from the CPU it finds. Nothing here assumes an instruction set.
+// target attribute, while C builds each loop for AVX-512, AVX2 and the baseline; each call runs the build
+// for cpu_kernel_level() (cpu_level.h): the CPU's best, or lower under MINIRBT_MAX_CPU_ISA. Nothing here
+// assumes an instruction set.
 #ifndef MINIRBT_VECTOR_MATH_H
 #define MINIRBT_VECTOR_MATH_H
 

@@ -62,8 +62,9 @@ final class AttentionPrimitives {
 
     /// `queryKeyValue` points at the text's first QKV row, `contextRow` at its first context row;
     /// `scratch` holds at least `scratchCount` floats.
+    /// - Returns: false when oneDNN refused to run a step (the caller recomputes the text another way).
     func run(queryKeyValue: UnsafeMutablePointer<Float>, contextRow: UnsafeMutablePointer<Float>,
-             scratch: UnsafeMutablePointer<Float>, stream: DNNLStream) {
+             scratch: UnsafeMutablePointer<Float>, stream: DNNLStream) -> Bool {
         let headBlock = headCount * length * headSize
         let (queryHeads, keyHeads, scoreMatrices) = (scratch, scratch + headBlock, scratch + 2 * headBlock)
         vm_split_query_key(queryKeyValue, length, headCount, headSize, queryKeyValueStride, queryHeads, keyHeads)
@@ -72,10 +73,11 @@ final class AttentionPrimitives {
         value.point(at: queryKeyValue + 2 * headCount * headSize)
         probabilities.point(at: scoreMatrices)
         output.point(at: contextRow)
-        scores.execute([query.argument(DNNLArgument.source), keyTransposed.argument(DNNLArgument.weights),
-                        probabilities.argument(DNNLArgument.destination)], on: stream)
-        softmax.execute([probabilities.argument(DNNLArgument.source), probabilities.argument(DNNLArgument.destination)], on: stream)
-        context.execute([probabilities.argument(DNNLArgument.source), value.argument(DNNLArgument.weights),
-                         output.argument(DNNLArgument.destination)], on: stream)
+        return scores.execute([query.argument(DNNLArgument.source), keyTransposed.argument(DNNLArgument.weights),
+                               probabilities.argument(DNNLArgument.destination)], on: stream)
+            && softmax.execute([probabilities.argument(DNNLArgument.source), probabilities.argument(DNNLArgument.destination)],
+                               on: stream)
+            && context.execute([probabilities.argument(DNNLArgument.source), value.argument(DNNLArgument.weights),
+                                output.argument(DNNLArgument.destination)], on: stream)
     }
 }

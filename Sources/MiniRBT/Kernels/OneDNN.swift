@@ -11,8 +11,21 @@ public struct KernelError: Error, Equatable, CustomStringConvertible {
     public let instructionSet: String
     /// The implementation oneDNN offered, when it offered one.
     public let implementation: String?
+    /// Why the offered implementation does not count as fast, when it is not oneDNN's reference code.
+    public let reason: String?
+
+    public init(operation: String, status: Int32, instructionSet: String, implementation: String?, reason: String? = nil) {
+        self.operation = operation
+        self.status = status
+        self.instructionSet = instructionSet
+        self.implementation = implementation
+        self.reason = reason
+    }
 
     public var description: String {
+        if let reason {
+            return "\(operation): \(reason) on this CPU (\(instructionSet))"
+        }
         if let implementation {
             return "\(operation): oneDNN only offers its reference implementation (\(implementation)) on this CPU (\(instructionSet)); "
                 + "expected a JIT kernel — use --precision fp32 here"
@@ -38,6 +51,7 @@ final class DNNLEngine: @unchecked Sendable {
     let handle: dnnl_engine_t?
 
     private init() {
+        RuntimeInfo.applyCap()
         var engine: dnnl_engine_t?
         // A CPU engine only fails to appear if the library itself is broken; primitive creation reports that.
         _ = dnnl_engine_create(&engine, dnnl_cpu, 0)
@@ -101,12 +115,14 @@ final class DNNLPrimitive {
         dnnl_primitive_desc_query_md(descriptor, what, 0)?.pointee
     }
 
-    /// Runs the primitive. Arguments were validated at creation, so a failure is a bug, not bad input.
-    func execute(_ arguments: [dnnl_exec_arg_t], on stream: DNNLStream) {
+    /// Runs the primitive.
+    /// - Returns: false when oneDNN refused (arguments were validated at creation, so callers fall back to
+    ///   another implementation rather than trust a half-written output).
+    func execute(_ arguments: [dnnl_exec_arg_t], on stream: DNNLStream) -> Bool {
         let status = arguments.withUnsafeBufferPointer {
             dnnl_primitive_execute(handle, stream.handle, Int32($0.count), $0.baseAddress)
         }
-        precondition(status == dnnl_success, "oneDNN \(implementation) failed to execute with status \(status.rawValue)")
+        return status == dnnl_success
     }
 }
 

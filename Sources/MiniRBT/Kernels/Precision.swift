@@ -7,8 +7,9 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
     case fp32
     /// bfloat16 weights and activations into the products, float32 accumulation and outputs.
     case bf16
-    /// int8 weights (one scale per output channel) and activations (one scale per batch, symmetric),
-    /// int32 accumulation, float32 outputs.
+    /// int8 weights (one scale per output channel; 7 bits on AVX2, whose kernel sums products in int16)
+    /// and activations (one symmetric scale per row, so per text), exact int32 accumulation, float32
+    /// outputs.
     case int8
 
     public var description: String { rawValue }

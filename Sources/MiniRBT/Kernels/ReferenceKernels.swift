@@ -10,7 +10,7 @@ import Foundation
 package final class ReferenceKernels: ComputeKernels {
     private var scores: UnsafeMutableBufferPointer<Float> = .allocate(capacity: 0)
 
-    package init() {}
+    package init() { RuntimeInfo.applyCap() }
 
     deinit { scores.deallocate() }
 
@@ -36,7 +36,7 @@ package final class ReferenceKernels: ComputeKernels {
                   alpha: 1, a: input.base, lda: input.rowStride, b: weightBase, ldb: layer.inputSize,
                   beta: 1, c: output.base, ldc: output.rowStride)
         }
-        if case let .activation(activation) = epilogue { activate(output, activation) }
+        if case let .activation(activation) = epilogue { Self.activate(output, activation) }
     }
 
     package func attention(_ queryKeyValue: MatrixView, sequences: [Range<Int>], headCount: Int, into context: MatrixView) {
@@ -80,7 +80,8 @@ package final class ReferenceKernels: ComputeKernels {
         }
     }
 
-    private func activate(_ x: MatrixView, _ activation: Activation) {
+    /// PyTorch's formula for `activation`, in place, in scalar loops.
+    static func activate(_ x: MatrixView, _ activation: Activation) {
         let width = x.columns
         for index in 0..<x.rows {
             let row = x.base + index * x.rowStride

@@ -1,7 +1,8 @@
 import CVectorMath
 
 /// The element-wise loops both kernel sets share. They are C (`CVectorMath`) so that each is built for
-/// AVX-512, AVX2 and baseline x86-64 and dispatched at load time; Swift itself compiles for the baseline.
+/// AVX-512, AVX2 and baseline x86-64 and run at the level `RuntimeInfo.kernelLevel` names; Swift itself
+/// compiles for the baseline.
 enum VectorMath {
     /// In place, row by row: `x = (x − mean) / √(variance + ε) · gamma + beta`, two passes as torch computes it.
     static func layerNorm(_ x: MatrixView, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, epsilon: Float) {

@@ -45,8 +45,8 @@ public final class InferenceSession {
 
     /// A session computing the encoder's products in `precision`, packing the weights now.
     ///
-    /// Throws when oneDNN has no fast kernel for `precision` on this CPU (bf16 and int8 need AVX-512 or
-    /// AMX; with only a reference implementation they would be slower than fp32).
+    /// Throws when this CPU has no fast kernel for `precision` (bf16 needs AVX-512 BF16 or AMX; int8 needs
+    /// AVX2), where it would be slower than fp32: ``RuntimeInfo/kernel(for:)`` tells in advance.
     public convenience init(model: BertModel, threads: Int, precision: Precision) throws(KernelError) {
         Self.setThreads(threads)
         self.init(model: model, threads: threads, precision: precision,
