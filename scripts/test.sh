@@ -21,3 +21,4 @@ echo "[test] broker at $MINIRBT_TEST_BROKERS"
 
 swift build --build-tests "$@"
 swift test --skip-build "$@"
+bash scripts/fuzz.sh 30
