@@ -206,6 +206,7 @@ write("manifest", "path-traversal", json.dumps(dict(manifest, files=[{"path": ".
 write("manifest", "bad-name", json.dumps(dict(manifest, name="../evil", version="")))
 write("manifest", "bad-date", json.dumps(dict(manifest, created_at="yesterday")))
 write("manifest", "huge-numbers", json.dumps(dict(manifest, format=2**63 - 1, files=[{"path": "a", "size": -2**63, "sha256": "z"}])))
+write("manifest", "fractional-seconds", json.dumps(dict(manifest, created_at="2025-01-01T12:0:0.50Z")))
 write("manifest", "missing-config", json.dumps({k: v for k, v in manifest.items() if k != "config"}))
 
 # --- control: mode byte (0 raw record, 1 payload signed by the harness, 2 payload with a forged signature) ---
