@@ -110,3 +110,37 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// MARK: - Fuzzing (scripts/fuzz.sh, Fuzz/README.md)
+//
+// Declared only when MINIRBT_FUZZ=1, so an ordinary `swift build` / `swift build --build-tests` never sees
+// them: the fuzz executables take their `main` from libFuzzer, which only a `-sanitize=fuzzer` link provides.
+// The parsers under test (MiniRBT, ModelControl, StreamPipeline) are compiled with coverage instrumentation
+// and AddressSanitizer; their dependencies are not (faster builds, and coverage that counts only our code).
+// Build with a separate scratch path so the normal .build is untouched:
+//   MINIRBT_FUZZ=1 swift build --scratch-path .build-fuzz --product fuzz-<name>
+if environment["MINIRBT_FUZZ"] == "1" {
+    let sanitize: [String] = ["-sanitize=" + (environment["MINIRBT_FUZZ_SANITIZERS"] ?? "fuzzer,address")]
+    for target in package.targets where ["MiniRBT", "ModelControl", "StreamPipeline"].contains(target.name) {
+        target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(sanitize)]
+    }
+    package.targets.append(.target(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"))
+    package.targets.append(.target(name: "FuzzSupport", dependencies: ["CLibFuzzer"], path: "Fuzz/Support"))
+    let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+        ("event", ["StreamPipeline"]),
+        ("tokenizer", ["MiniRBT"]),
+        ("safetensors", ["MiniRBT"]),
+        ("torch", ["MiniRBT"]),
+        ("pickle", ["MiniRBT"]),
+        ("control", ["ModelControl", .product(name: "Crypto", package: "swift-crypto")]),
+        ("manifest", ["ModelControl", "MiniRBT"]),
+        ("config", ["MiniRBT"]),
+    ]
+    for (name, dependencies) in fuzzTargets {
+        let module = "Fuzz" + name.prefix(1).uppercased() + name.dropFirst()
+        package.targets.append(.executableTarget(
+            name: module, dependencies: dependencies + ["FuzzSupport"], path: "Fuzz/Targets/\(name)",
+            swiftSettings: [.unsafeFlags(sanitize)], linkerSettings: [.unsafeFlags(sanitize)] + rdkafkaRPath))
+        package.products.append(.executable(name: "fuzz-\(name)", targets: [module]))
+    }
+}

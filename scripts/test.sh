@@ -29,3 +29,7 @@ for cap in AVX2 SSE41; do
   echo "[test] precision and engine tests with MINIRBT_MAX_CPU_ISA=$cap"
   MINIRBT_MAX_CPU_ISA=$cap swift test --skip-build --filter 'PrecisionTests|EncoderTests|VectorMathTests|RealModelTests' "$@"
 done
+
+# Every parser of outside bytes (events, tokenizer, checkpoints, control messages, manifests, configs)
+# under libFuzzer for a bounded time; a crash fails the run and names its input.
+bash scripts/fuzz.sh 30

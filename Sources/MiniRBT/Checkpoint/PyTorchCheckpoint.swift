@@ -146,12 +146,18 @@ private struct StorageDirectory {
 
     /// Reads the view's elements in row-major order; contiguous views take the fast path.
     private static func gather(_ view: TorchTensorView, count: Int, from bytes: UnsafeRawBufferPointer) -> [Float] {
+        // An empty view is never bounds-checked against its storage, so its offset may be anything (found by
+        // fuzz-pickle: offset 2^62 overflowed `storageOffset * byteSize` below).
+        guard count > 0 else { return [] }
         let elementType = view.storage.elementType
         let byteSize = elementType.byteSize
         if isContiguous(view) {
             return elementType.floats(in: bytes, atByte: view.storageOffset * byteSize, count: count)
         }
         let rank = view.shape.count
+        // A size-1 dimension's stride never reaches an element and passes validation whatever it is
+        // ((1 - 1) × stride = 0), but the odometer below adds it: a huge one overflowed `position`.
+        let strides = zip(view.shape, view.strides).map { size, stride in size == 1 ? 0 : stride }
         var values: [Float] = []
         values.reserveCapacity(count)
         var index = [Int](repeating: 0, count: rank)
@@ -162,9 +168,9 @@ private struct StorageDirectory {
             var dimension = rank - 1
             while dimension >= 0 {
                 index[dimension] += 1
-                position += view.strides[dimension]
+                position += strides[dimension]
                 if index[dimension] < view.shape[dimension] { break }
-                position -= view.strides[dimension] * view.shape[dimension]
+                position -= strides[dimension] * view.shape[dimension]
                 index[dimension] = 0
                 dimension -= 1
             }
