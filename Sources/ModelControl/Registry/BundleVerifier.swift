@@ -19,8 +19,17 @@ public struct VerifiedBundle: Sendable {
 /// numbers themselves). Blocking CPU and disk work: call it off the cooperative thread pool.
 public enum BundleVerifier {
     /// - Parameter expected: the version the caller asked for; the manifest must describe exactly it.
-    public static func verify(directory: URL, expecting expected: ModelReference?) throws(BundleError) -> VerifiedBundle {
-        let manifest = try ModelManifest.read(from: directory)
+    /// - Parameter manifestDigest: hex SHA-256 the manifest's bytes must have (from a signed control
+    ///   message); checked before any of the manifest's file checksums is trusted.
+    public static func verify(directory: URL, expecting expected: ModelReference?,
+                              manifestDigest: String? = nil) throws(BundleError) -> VerifiedBundle {
+        let (manifest, manifestBytes) = try ModelManifest.readWithBytes(from: directory)
+        if let manifestDigest {
+            let found = ModelManifest.digest(of: manifestBytes)
+            guard found == manifestDigest.lowercased() else {
+                throw .manifestDigestMismatch(expected: manifestDigest, found: found)
+            }
+        }
         let reference: ModelReference
         do {
             reference = try manifest.reference

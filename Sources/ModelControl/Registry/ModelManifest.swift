@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import MiniRBT
 
@@ -89,6 +90,16 @@ public struct ModelManifest: Codable, Sendable, Equatable {
     /// Reads and decodes `<directory>/manifest.json`.
     public static func read(from directory: URL) throws(BundleError) -> ModelManifest {
         try readWithBytes(from: directory).manifest
+    }
+
+    /// Hex SHA-256 of manifest bytes: what a control message's `manifest_digest` names.
+    public static func digest(of bytes: Data) -> String {
+        FileDigest.hex(SHA256.hash(data: bytes))
+    }
+
+    /// The digest of the manifest in `directory`, as `deploy` signs it.
+    public static func digest(in directory: URL) throws(BundleError) -> String {
+        digest(of: try readWithBytes(from: directory).bytes)
     }
 
     /// The manifest and the exact bytes it was decoded from (what a signed control message's manifest

@@ -38,6 +38,9 @@ public enum BundleError: Error, Sendable, Equatable, CustomStringConvertible {
     case manifestInvalid(path: String, reason: String)
     /// The manifest describes another model than the directory it sits in.
     case manifestMismatch(expected: ModelReference, found: ModelReference)
+    /// The manifest's bytes are not the ones the signed control message names (sha256): replaced or edited
+    /// after the operator signed the rollout.
+    case manifestDigestMismatch(expected: String, found: String)
     /// A manifest file entry that is not a plain file name in the bundle directory.
     case invalidFileEntry(path: String)
     case fileMissing(file: String)
@@ -62,6 +65,8 @@ public enum BundleError: Error, Sendable, Equatable, CustomStringConvertible {
             return "no manifest at \(path) (was the version published with minirbt-admin publish?)"
         case let .manifestInvalid(path, reason):
             return "manifest \(path) is not valid: \(reason)"
+        case let .manifestDigestMismatch(expected, found):
+            return "manifest.json has sha256 \(found), the signed control message names \(expected) (replaced after signing?)"
         case let .manifestMismatch(expected, found):
             return "manifest describes \(found), expected \(expected)"
         case let .invalidFileEntry(path):
