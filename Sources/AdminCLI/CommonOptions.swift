@@ -44,6 +44,22 @@ struct SigningOptions: ParsableArguments {
     }
 }
 
+/// Where rollout commands read the manifests whose digests they sign.
+struct ManifestDigestOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Registry root: sign the SHA-256 of the version's manifest.json into the message, so replicas load only the bundle signed for (recommended).", valueName: "dir"))
+    var registry: String?
+
+    /// The digest of `reference`'s manifest, or nil without --registry.
+    func digest(of reference: ModelReference) throws -> String? {
+        guard let registry else { return nil }
+        do {
+            return try ModelManifest.digest(in: ModelRegistry(root: URL(fileURLWithPath: registry)).directory(for: reference))
+        } catch {
+            throw AdminFailure("cannot sign the manifest of \(reference): \(error)")
+        }
+    }
+}
+
 /// Options of commands that can block until the fleet applied a message.
 struct WaitOptions: ParsableArguments {
     @Flag(help: "Wait until every live instance serves the version, or one reports a failure.")

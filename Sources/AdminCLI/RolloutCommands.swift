@@ -24,6 +24,7 @@ struct DeployCommand: AsyncParsableCommand {
 
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var signing: SigningOptions
+    @OptionGroup var manifests: ManifestDigestOptions
     @OptionGroup var waiting: WaitOptions
 
     func validate() throws {
@@ -34,7 +35,7 @@ struct DeployCommand: AsyncParsableCommand {
     func run() async throws {
         let target = try ModelReference.parse(name: model ?? deployment, version: version)
         let action: RolloutAction = canary != nil ? .canary : (shadow ? .shadow : .deploy)
-        try await Rollout(cluster: cluster, signing: signing, waiting: waiting)
+        try await Rollout(cluster: cluster, signing: signing, manifests: manifests, waiting: waiting)
             .issue(deployment: deployment, action: action, canaryPercent: canary) { _ in target }
     }
 }
@@ -49,10 +50,11 @@ struct PromoteCommand: AsyncParsableCommand {
 
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var signing: SigningOptions
+    @OptionGroup var manifests: ManifestDigestOptions
     @OptionGroup var waiting: WaitOptions
 
     func run() async throws {
-        try await Rollout(cluster: cluster, signing: signing, waiting: waiting)
+        try await Rollout(cluster: cluster, signing: signing, manifests: manifests, waiting: waiting)
             .issue(deployment: deployment, action: .promote) { try $0.promoteTarget() }
     }
 }
@@ -67,10 +69,11 @@ struct RollbackCommand: AsyncParsableCommand {
 
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var signing: SigningOptions
+    @OptionGroup var manifests: ManifestDigestOptions
     @OptionGroup var waiting: WaitOptions
 
     func run() async throws {
-        try await Rollout(cluster: cluster, signing: signing, waiting: waiting)
+        try await Rollout(cluster: cluster, signing: signing, manifests: manifests, waiting: waiting)
             .issue(deployment: deployment, action: .rollback) { try $0.rollbackTarget() }
     }
 }
@@ -79,6 +82,7 @@ struct RollbackCommand: AsyncParsableCommand {
 struct Rollout {
     let cluster: ClusterOptions
     let signing: SigningOptions
+    let manifests: ManifestDigestOptions
     let waiting: WaitOptions
 
     func issue(deployment: String, action: RolloutAction, canaryPercent: Int? = nil,
@@ -96,11 +100,14 @@ struct Rollout {
         let ledger = try await client.ledger(for: deployment, verifier: verifier)
         let version = try target(ledger)
         let keepsPrimary = action == .canary || action == .shadow
+        let primary = keepsPrimary ? ledger.currentPrimary : nil
         let message = ControlMessage(
             deployment: deployment, target: version, mode: action, canaryPercent: canaryPercent,
-            primary: keepsPrimary ? ledger.currentPrimary : nil,
+            primary: primary,
             previous: keepsPrimary ? ledger.latest?.previous : ledger.currentPrimary,
-            sequence: ControlClient.nextSequence(after: ledger), issuedBy: signing.issuer)
+            sequence: ControlClient.nextSequence(after: ledger), issuedBy: signing.issuer,
+            manifestDigest: try manifests.digest(of: version),
+            primaryManifestDigest: try primary.flatMap { try manifests.digest(of: $0) })
         let record = try await client.send(message, signer: signer)
         print("sent \(message.summary) to \(cluster.controlTopic)")
         guard waiting.wait else { return }

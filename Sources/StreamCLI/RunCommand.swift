@@ -80,8 +80,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Topic for the candidate's results in shadow mode. [env: MINIRBT_SHADOW_TOPIC] (default: minirbt-shadow)")
     var shadowTopic: String?
 
-    @Option(help: "Public key file that control messages must be signed with (minirbt-admin keygen). [env: MINIRBT_VERIFY_KEY]")
-    var verifyKey: String?
+    @Option(help: "Public key file that control messages may be signed with (minirbt-admin keygen); repeatable, to trust several keys (e.g. during a key rotation). [env: MINIRBT_VERIFY_KEY, comma-separated]")
+    var verifyKey: [String] = []
 
     @Option(help: "This replica's name in heartbeats. [env: MINIRBT_INSTANCE_ID] (default: host name and process id)")
     var instanceId: String?
@@ -182,7 +182,7 @@ struct RunCommand: AsyncParsableCommand {
                                           interval: .seconds(5), logger: logger)
             var listenerSettings = ControlListener.Configuration(
                 deployment: settings.deployment, registry: ModelRegistry(root: URL(fileURLWithPath: settings.registry)),
-                verifier: ControlVerifier(trustedKeys: [try SigningKeyFiles.readPublicKey(URL(fileURLWithPath: settings.verifyKey))]),
+                verifier: ControlVerifier(trustedKeys: try settings.verifyKeys.map { try SigningKeyFiles.readPublicKey(URL(fileURLWithPath: $0)) }),
                 kafka: options.kafka)
             listenerSettings.controlTopic = settings.controlTopic
             let listener = try ControlListener(configuration: listenerSettings, reporter: reporter, logger: logger)
@@ -244,7 +244,8 @@ struct RunOptions {
         var deployment: String
         var controlTopic: String
         var statusTopic: String
-        var verifyKey: String
+        /// Public key files; a message signed by any of them is trusted.
+        var verifyKeys: [String]
         var instanceID: String
     }
 
@@ -278,7 +279,9 @@ struct RunOptions {
             guard let deployment = try env.value(command.deployment, "MINIRBT_DEPLOYMENT") else {
                 throw ValidationError("--registry needs --deployment NAME: the deployment whose control messages this replica follows")
             }
-            guard let verifyKey = try env.value(command.verifyKey, "MINIRBT_VERIFY_KEY") else {
+            let verifyKeys = !command.verifyKey.isEmpty ? command.verifyKey
+                : (environment["MINIRBT_VERIFY_KEY"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !verifyKeys.isEmpty else {
                 throw ValidationError("--registry needs --verify-key FILE: control messages are accepted only when signed by its key")
             }
             let host = ProcessInfo.processInfo.hostName
@@ -286,7 +289,7 @@ struct RunOptions {
                 registry: registry, deployment: deployment,
                 controlTopic: try env.value(command.controlTopic, "MINIRBT_CONTROL_TOPIC") ?? ControlTopics.defaultControlTopic,
                 statusTopic: try env.value(command.statusTopic, "MINIRBT_STATUS_TOPIC") ?? ControlTopics.defaultStatusTopic,
-                verifyKey: verifyKey,
+                verifyKeys: verifyKeys,
                 instanceID: try env.value(command.instanceId, "MINIRBT_INSTANCE_ID") ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)")
         } else if modelDirectory == nil {
             throw ValidationError("say which model to serve: --model DIR (an HF checkpoint directory), or --registry ROOT --deployment NAME")

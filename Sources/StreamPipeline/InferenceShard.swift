@@ -114,6 +114,8 @@ final class InferenceShard: Sendable {
     /// One micro-batch: decode, pick the model once, predict, and lay the outputs out in input order.
     private func process(_ batch: [WorkItem], predictor: Predictor) -> [ShardOutput] {
         let selection = deployment.current
+        // Sessions of models swapped out are dropped; the serving ones stay prepared across batches.
+        predictor.retainSessions(for: [selection.primary, selection.candidate].compactMap { $0 })
         let decoded = batch.map { settings.format.decode($0.record.value ?? []) }
         var outcomes = [ShardOutput.Outcome?](repeating: nil, count: batch.count)
         var shadows = [EnrichedResult?](repeating: nil, count: batch.count)

@@ -13,7 +13,12 @@ public struct Prediction: Sendable, Equatable {
 }
 
 /// Runs batches of events through a model. One per shard (or per `infer` run): it owns the scratch
-/// buffers of an ``InferenceSession`` and must stay on one thread at a time.
+/// buffers of its ``InferenceSession``s and must stay on one thread at a time.
+///
+/// It keeps one prepared session per model it serves (a session packs all of its model's weights, which
+/// costs more than a batch), so canary and shadow batches, which alternate two models, reuse both. The
+/// caller says which models still serve with ``retainSessions(for:)``; without that, the least recently
+/// used session beyond ``maximumSessions`` is dropped.
 public final class Predictor {
     /// oneDNN threads for this predictor's forward passes.
     public let threads: Int
@@ -27,7 +32,15 @@ public final class Predictor {
     /// answering, exactly.
     public let precision: Precision
     private let warn: @Sendable (String) -> Void
-    private var session: InferenceSession?
+    /// Sessions by the identity of their model; a session holds its model, so an identity cannot be reused
+    /// by another model while it is a key here.
+    private var sessions: [ObjectIdentifier: (session: InferenceSession, lastUse: UInt64)] = [:]
+    private var useClock: UInt64 = 0
+    /// Sessions created so far (each one packed its model's weights); for tests and diagnostics.
+    public private(set) var sessionsCreated = 0
+
+    /// Most sessions kept at once: a primary and a candidate, plus room for a swap in progress.
+    public static let maximumSessions = 3
 
     public init(threads: Int = 1, maxLength: Int = 128, includeLogits: Bool = false, pooling: Pooling = .cls,
                 precision: Precision = .default, warn: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -43,14 +56,18 @@ public final class Predictor {
     /// want short texts to stay cheap pass length-sorted batches.
     public func predict(_ events: [TextEvent], with model: LoadedModel) throws -> [Prediction] {
         guard !events.isEmpty else { return [] }
-        let encodings = events.map { model.tokenizer.encode($0.text, pair: $0.textPair, maxLength: maxLength) }
+        // Never longer than the model's position table, whatever the service's --max-length.
+        let length = min(maxLength, model.model.config.maxPositions)
+        let encodings = events.map { model.tokenizer.encode($0.text, pair: $0.textPair, maxLength: length) }
         let inputs = encodings.map { ModelInput(inputIDs: $0.inputIDs, tokenTypeIDs: $0.tokenTypeIDs) }
         let session = try session(for: model.model, samples: inputs)
         switch model.model.task {
         case .sequenceClassification:
             return try session.classify(inputs).enumerated().map { index, result in
                 Prediction(label: result.label, score: result.score,
-                           scores: Dictionary(uniqueKeysWithValues: zip(model.model.labels, result.scores)),
+                           // Labels are unique (ModelConfig validates id2label); should two ever collide,
+                           // the first keeps its score rather than trapping.
+                           scores: Dictionary(zip(model.model.labels, result.scores)) { first, _ in first },
                            logits: includeLogits ? result.logits : nil,
                            truncated: encodings[index].truncated)
             }
@@ -66,8 +83,23 @@ public final class Predictor {
         }
     }
 
+    /// Drops the sessions of every model not in `models` (the ones serving now), freeing their packed
+    /// weights and letting a replaced model be released.
+    public func retainSessions(for models: [LoadedModel]) {
+        let serving = Set(models.map { ObjectIdentifier($0.model) })
+        sessions = sessions.filter { serving.contains($0.key) }
+    }
+
+    /// How many sessions are prepared now.
+    public var cachedSessionCount: Int { sessions.count }
+
     private func session(for model: BertModel, samples: [ModelInput]) throws -> InferenceSession {
-        if let session, session.model === model { return session }
+        useClock += 1
+        let key = ObjectIdentifier(model)
+        if let cached = sessions[key] {
+            sessions[key]?.lastUse = useClock
+            return cached.session
+        }
         let fresh: InferenceSession
         do {
             fresh = try InferenceSession.checked(model: model, threads: threads, precision: precision, samples: samples)
@@ -78,7 +110,12 @@ public final class Predictor {
             warn("\(error); serving this model in fp32")
             fresh = InferenceSession(model: model, threads: threads)
         }
-        session = fresh
+        sessionsCreated += 1
+        while sessions.count >= Self.maximumSessions,
+              let oldest = sessions.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
+            sessions[oldest] = nil
+        }
+        sessions[key] = (fresh, useClock)
         return fresh
     }
 

@@ -180,3 +180,14 @@ import Testing
         }
     }
 }
+
+@Suite struct VerifyKeyOptionsTests {
+    @Test func severalVerifyKeysFromFlagsOrTheEnvironment() throws {
+        let base = ["--input-topic", "t", "--registry", "/registry", "--deployment", "sentiment"]
+        let flags = try RunOptions(try RunCommand.parse(base + ["--verify-key", "a.pub", "--verify-key", "b.pub"]), environment: [:])
+        #expect(flags.control?.verifyKeys == ["a.pub", "b.pub"])
+        let environment = try RunOptions(try RunCommand.parse(base), environment: ["MINIRBT_VERIFY_KEY": "a.pub, b.pub"])
+        #expect(environment.control?.verifyKeys == ["a.pub", "b.pub"])
+        #expect(throws: ValidationError.self) { try RunOptions(try RunCommand.parse(base), environment: [:]) }
+    }
+}

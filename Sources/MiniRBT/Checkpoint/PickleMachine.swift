@@ -23,7 +23,9 @@ enum PickleRejection: Error {
 ///
 /// Hostile input is bounded: reads are checked against the end of the pickle, and the stack, the memo
 /// and every container have a size limit, so a corrupt pickle fails with an error instead of a crash
-/// or an unbounded allocation. The machine is iterative, so nesting depth cannot overflow the call stack.
+/// or an unbounded allocation. The machine is iterative, and containers may nest at most
+/// `maximumNestingDepth` deep (a state dict needs about five), so neither building a value nor releasing
+/// it (which recurses through the nesting) can overflow the call stack; a container cannot contain itself.
 struct PickleMachine {
     static let protoOpcode: UInt8 = 0x80
 
@@ -32,15 +34,31 @@ struct PickleMachine {
     static let maximumMemoEntries = 1 << 20
     static let maximumContainerItems = 1 << 22
     static let maximumGlobalLineLength = 256
+    static let maximumNestingDepth = 100
+
+    /// A value on the stack or in the memo with its nesting depth (0 for anything that is not a container).
+    /// Lists and dicts keep their own depth, since they can grow after being pushed.
+    private struct Entry {
+        var value: PickleValue
+        var depth: Int
+
+        var currentDepth: Int {
+            switch value {
+            case let .list(list): return list.depth
+            case let .dict(dict): return dict.depth
+            default: return depth
+            }
+        }
+    }
 
     private let reader: ByteReader
     private let fileName: String
     private var position = 0
     /// Start of the opcode being executed, for error messages.
     private var opcodeOffset = 0
-    private var stack: [PickleValue] = []
+    private var stack: [Entry] = []
     private var marks: [Int] = []
-    private var memo: [Int: PickleValue] = [:]
+    private var memo: [Int: Entry] = [:]
 
     init(_ data: Data, fileName: String) {
         self.reader = ByteReader(data)
@@ -74,7 +92,7 @@ struct PickleMachine {
         case 0x95: // FRAME: framing is advisory; the opcodes inside are read in sequence anyway.
             _ = try readInteger(byteCount: 8)
         case UInt8(ascii: "."): // STOP
-            return try pop()
+            return try pop().value
 
         case UInt8(ascii: "N"): try push(.none)
         case 0x88: try push(.bool(true))  // NEWTRUE
@@ -97,20 +115,22 @@ struct PickleMachine {
         case UInt8(ascii: "("): // MARK
             guard marks.count < Self.maximumStackDepth else { throw malformed("more than \(Self.maximumStackDepth) marks") }
             marks.append(stack.count)
-        case UInt8(ascii: ")"): try push(.tuple([]))        // EMPTY_TUPLE
+        case UInt8(ascii: ")"): try push(.tuple([]), depth: 1) // EMPTY_TUPLE
         case UInt8(ascii: "]"): try push(.list(PickleList())) // EMPTY_LIST
         case UInt8(ascii: "}"): try push(.dict(PickleDict())) // EMPTY_DICT
-        case UInt8(ascii: "t"): try push(.tuple(try popToMark())) // TUPLE
-        case 0x85: try push(.tuple(try pop(count: 1))) // TUPLE1
-        case 0x86: try push(.tuple(try pop(count: 2))) // TUPLE2
-        case 0x87: try push(.tuple(try pop(count: 3))) // TUPLE3
+        case UInt8(ascii: "t"): try pushTuple(try popToMark()) // TUPLE
+        case 0x85: try pushTuple(try pop(count: 1)) // TUPLE1
+        case 0x86: try pushTuple(try pop(count: 2)) // TUPLE2
+        case 0x87: try pushTuple(try pop(count: 3)) // TUPLE3
         case UInt8(ascii: "l"): // LIST
+            let items = try popToMark()
             let list = PickleList()
-            list.items = try popToMark()
+            list.depth = try depth(nesting: items)
+            list.items = items.map(\.value)
             try push(.list(list))
         case UInt8(ascii: "d"): // DICT
             let dict = PickleDict()
-            try insert(pairsFrom: try popToMark(), into: dict)
+            try insert(pairsFrom: try popToMark(), into: dict, for: "DICT")
             try push(.dict(dict))
 
         case UInt8(ascii: "a"): // APPEND
@@ -121,14 +141,14 @@ struct PickleMachine {
             try append(items, to: try top())
         case UInt8(ascii: "s"): // SETITEM
             let pair = try pop(count: 2)
-            try insert(pairsFrom: pair, into: try dictionary(try top(), for: "SETITEM"))
+            try insert(pairsFrom: pair, into: try dictionary(try top(), for: "SETITEM"), for: "SETITEM")
         case UInt8(ascii: "u"): // SETITEMS
             let items = try popToMark()
-            try insert(pairsFrom: items, into: try dictionary(try top(), for: "SETITEMS"))
+            try insert(pairsFrom: items, into: try dictionary(try top(), for: "SETITEMS"), for: "SETITEMS")
 
         case UInt8(ascii: "0"): _ = try pop() // POP
         case UInt8(ascii: "1"): _ = try popToMark() // POP_MARK
-        case UInt8(ascii: "2"): try push(try top()) // DUP
+        case UInt8(ascii: "2"): try push(try topEntry()) // DUP
 
         case UInt8(ascii: "q"): try store(at: Int(try readInteger(byteCount: 1))) // BINPUT
         case UInt8(ascii: "r"): try store(at: Int(try readInteger(byteCount: 4))) // LONG_BINPUT
@@ -140,22 +160,22 @@ struct PickleMachine {
             let module = try readLine(), name = try readLine()
             try push(try host.resolveGlobal(module: module, name: name))
         case 0x93: // STACK_GLOBAL
-            let operands = try pop(count: 2)
+            let operands = try pop(count: 2).map(\.value)
             guard case let .string(module) = operands[0], case let .string(name) = operands[1] else {
                 throw malformed("STACK_GLOBAL needs two str operands, got \(operands[0].kind) and \(operands[1].kind)")
             }
             try push(try host.resolveGlobal(module: module, name: name))
         case UInt8(ascii: "R"): // REDUCE
-            let arguments = try pop()
-            let callable = try pop()
+            let arguments = try pop().value
+            let callable = try pop().value
             guard case let .tuple(items) = arguments else {
                 throw malformed("REDUCE needs an argument tuple, got \(arguments.kind)")
             }
             try push(try host.call(callable, arguments: items))
         case UInt8(ascii: "Q"): // BINPERSID
-            try push(try host.persistentLoad(try pop()))
+            try push(try host.persistentLoad(try pop().value))
         case UInt8(ascii: "b"): // BUILD
-            let state = try pop()
+            let state = try pop().value
             // HF state dicts carry `_metadata` as OrderedDict instance state; it means nothing to inference.
             guard case .dict = try top() else {
                 throw malformed("BUILD sets state only on an OrderedDict here, not on \(try top().kind) (state \(state.kind))")
@@ -169,21 +189,29 @@ struct PickleMachine {
 
     // MARK: - Stack, marks, memo
 
-    private mutating func push(_ value: PickleValue) throws {
+    private mutating func push(_ value: PickleValue, depth: Int = 0) throws {
+        try push(Entry(value: value, depth: depth))
+    }
+
+    private mutating func push(_ entry: Entry) throws {
         guard stack.count < Self.maximumStackDepth else {
             throw malformed("stack exceeds \(Self.maximumStackDepth) entries")
         }
-        stack.append(value)
+        stack.append(entry)
     }
 
-    private mutating func pop() throws -> PickleValue {
-        guard stack.count > (marks.last ?? 0), let value = stack.popLast() else {
+    private mutating func pushTuple(_ items: [Entry]) throws {
+        try push(.tuple(items.map(\.value)), depth: try depth(nesting: items))
+    }
+
+    private mutating func pop() throws -> Entry {
+        guard stack.count > (marks.last ?? 0), let entry = stack.popLast() else {
             throw malformed("stack underflow")
         }
-        return value
+        return entry
     }
 
-    private mutating func pop(count: Int) throws -> [PickleValue] {
+    private mutating func pop(count: Int) throws -> [Entry] {
         guard stack.count - (marks.last ?? 0) >= count else {
             throw malformed("needs \(count) stack entries, \(stack.count - (marks.last ?? 0)) available")
         }
@@ -191,14 +219,16 @@ struct PickleMachine {
         return Array(stack.suffix(count))
     }
 
-    private func top() throws -> PickleValue {
-        guard stack.count > (marks.last ?? 0), let value = stack.last else {
+    private func topEntry() throws -> Entry {
+        guard stack.count > (marks.last ?? 0), let entry = stack.last else {
             throw malformed("stack underflow")
         }
-        return value
+        return entry
     }
 
-    private mutating func popToMark() throws -> [PickleValue] {
+    private func top() throws -> PickleValue { try topEntry().value }
+
+    private mutating func popToMark() throws -> [Entry] {
         guard let mark = marks.popLast() else { throw malformed("no MARK to pop to") }
         defer { stack.removeSubrange(mark...) }
         return Array(stack[mark...])
@@ -208,24 +238,46 @@ struct PickleMachine {
         guard memo.count < Self.maximumMemoEntries || memo[index] != nil else {
             throw malformed("memo exceeds \(Self.maximumMemoEntries) entries")
         }
-        memo[index] = try top()
+        memo[index] = try topEntry()
     }
 
-    private func fetch(_ index: Int) throws -> PickleValue {
-        guard let value = memo[index] else { throw malformed("memo has no entry \(index)") }
-        return value
+    private func fetch(_ index: Int) throws -> Entry {
+        guard let entry = memo[index] else { throw malformed("memo has no entry \(index)") }
+        return entry
     }
 
     // MARK: - Containers
 
-    private func append(_ items: [PickleValue], to target: PickleValue) throws {
+    /// The depth of a container holding `items`, which are sealed by being nested; throws past the limit.
+    private func depth(nesting items: [Entry]) throws -> Int {
+        var deepest = 0
+        for item in items {
+            deepest = max(deepest, item.currentDepth)
+            switch item.value {
+            case let .list(list): list.isSealed = true
+            case let .dict(dict): dict.isSealed = true
+            default: break
+            }
+        }
+        guard deepest < Self.maximumNestingDepth else {
+            throw malformed("containers nest deeper than \(Self.maximumNestingDepth) levels")
+        }
+        return deepest + 1
+    }
+
+    private func append(_ items: [Entry], to target: PickleValue) throws {
         guard case let .list(list) = target else {
             throw malformed("APPEND(S) needs a list, got \(target.kind)")
         }
+        guard !list.isSealed else { throw malformed("APPEND(S) to a list already nested in another container") }
         guard list.items.count + items.count <= Self.maximumContainerItems else {
             throw malformed("list exceeds \(Self.maximumContainerItems) items")
         }
-        list.items.append(contentsOf: items)
+        for item in items {
+            if case let .list(other) = item.value, other === list { throw malformed("a list cannot contain itself") }
+        }
+        list.depth = max(list.depth, try depth(nesting: items))
+        list.items.append(contentsOf: items.map(\.value))
     }
 
     private func dictionary(_ target: PickleValue, for opcode: String) throws -> PickleDict {
@@ -233,13 +285,18 @@ struct PickleMachine {
         return dict
     }
 
-    private func insert(pairsFrom flat: [PickleValue], into dict: PickleDict) throws {
+    private func insert(pairsFrom flat: [Entry], into dict: PickleDict, for opcode: String) throws {
         guard flat.count.isMultiple(of: 2) else { throw malformed("odd number of items for key/value pairs") }
+        guard !dict.isSealed else { throw malformed("\(opcode) on a dict already nested in another container") }
         guard dict.items.count + flat.count / 2 <= Self.maximumContainerItems else {
             throw malformed("dict exceeds \(Self.maximumContainerItems) items")
         }
+        for item in flat {
+            if case let .dict(other) = item.value, other === dict { throw malformed("a dict cannot contain itself") }
+        }
+        dict.depth = max(dict.depth, try depth(nesting: flat))
         for index in stride(from: 0, to: flat.count, by: 2) {
-            dict.items.append((flat[index], flat[index + 1]))
+            dict.items.append((flat[index].value, flat[index + 1].value))
         }
     }
 

@@ -39,11 +39,18 @@ enum PickleValue {
     }
 }
 
+/// Lists and dicts record how deeply they nest (1 when they hold no container) and whether they have
+/// been put inside another container. A nested one is sealed: changing it could deepen its parents
+/// behind their recorded depth, or make a cycle. `torch.save` fills every container before nesting it.
 final class PickleList {
     var items: [PickleValue] = []
+    var depth = 1
+    var isSealed = false
 }
 
 /// Keys stay `PickleValue`s because pickle allows any; insertion order is kept like Python's dict.
 final class PickleDict {
     var items: [(key: PickleValue, value: PickleValue)] = []
+    var depth = 1
+    var isSealed = false
 }

@@ -19,6 +19,13 @@ public enum PyTorchCheckpoint {
         try decode(WeightFile.contents(of: url), fileName: url.lastPathComponent)
     }
 
+    /// The float32 tensors rebuilt from a file may take at most this many times the file's size. Views
+    /// are copied out of their storage, so without a total bound N views of one large storage would
+    /// allocate N copies. 4 leaves room for 16-bit storages widened to float32 with tied (shared) weights.
+    static let allocationFactor = 4
+    /// Tensors of more dimensions are refused (torch itself stops at 64 in some kernels; BERT needs 2).
+    static let maximumRank = 64
+
     static func decode(_ data: Data, fileName: String) throws -> [String: Tensor] {
         let bytes = Array(data.prefix(legacyMagicPrefix.count))
         if bytes == legacyMagicPrefix {
@@ -26,7 +33,7 @@ public enum PyTorchCheckpoint {
         }
         if bytes.first == PickleMachine.protoOpcode {
             // A bare pickle has nowhere to keep storages; running it still reports refused globals precisely.
-            return try unpickleStateDict(data, storages: nil, fileName: fileName)
+            return try unpickleStateDict(data, storages: nil, fileName: fileName, fileSize: data.count)
         }
         let archive = try ZipArchive(data, fileName: fileName)
         let prefix = try archivePrefix(archive, fileName: fileName)
@@ -40,7 +47,7 @@ public enum PyTorchCheckpoint {
             throw WeightFileError.missingEntry(file: fileName, entry: prefix + "data.pkl")
         }
         return try unpickleStateDict(pickle, storages: StorageDirectory(archive: archive, prefix: prefix + "data/"),
-                                     fileName: fileName)
+                                     fileName: fileName, fileSize: data.count)
     }
 
     /// torch names the archive's top directory after the file (`archive/` by default); find it by its `data.pkl`.
@@ -60,7 +67,7 @@ public enum PyTorchCheckpoint {
     }
 
     private static func unpickleStateDict(_ pickle: Data, storages: StorageDirectory?,
-                                          fileName: String) throws -> [String: Tensor] {
+                                          fileName: String, fileSize: Int) throws -> [String: Tensor] {
         var machine = PickleMachine(pickle, fileName: fileName)
         let root = try machine.run(host: StateDictHost(storages: storages, fileName: fileName))
         guard case let .dict(stateDict) = root else {
@@ -73,18 +80,26 @@ public enum PyTorchCheckpoint {
                 file: fileName, detail: "a bare pickle, not a torch.save zip archive with <archive>/data.pkl and data/ entries")
         }
         var tensors: [String: Tensor] = [:]
+        let (limit, overflow) = fileSize.multipliedReportingOverflow(by: allocationFactor)
+        var budget = Allocation(limit: overflow ? Int.max : limit)
         for (key, value) in stateDict.items {
             guard case let .tensor(view) = value else { continue }
             guard case let .string(name) = key else {
                 throw WeightFileError.malformedPickle(file: fileName, offset: pickle.count,
                                                       detail: "a tensor is keyed by a \(key.kind), expected str")
             }
-            if let tensor = try storages.materialize(view, name: name, fileName: fileName) {
+            if let tensor = try storages.materialize(view, name: name, fileName: fileName, budget: &budget) {
                 tensors[name] = tensor
             }
         }
         return tensors
     }
+}
+
+/// Bytes of float32 tensors rebuilt so far from one file, against the file's allowance.
+private struct Allocation {
+    let limit: Int
+    var used = 0
 }
 
 /// The `data/<key>` entries of a torch archive.
@@ -107,17 +122,24 @@ private struct StorageDirectory {
     }
 
     /// Copies a (possibly strided) view out of its storage, or returns nil for integer and bool tensors.
-    func materialize(_ view: TorchTensorView, name: String, fileName: String) throws -> Tensor? {
+    func materialize(_ declared: TorchTensorView, name: String, fileName: String, budget: inout Allocation) throws -> Tensor? {
         func invalid(_ detail: String) -> WeightFileError {
             .invalidTensor(file: fileName, tensor: name, detail: detail)
         }
+        var view = declared
         let storage = view.storage
         guard view.shape.count == view.strides.count else {
             throw invalid("size \(view.shape) and stride \(view.strides) differ in rank")
         }
+        guard view.shape.count <= PyTorchCheckpoint.maximumRank else {
+            throw invalid("\(view.shape.count) dimensions exceed the supported \(PyTorchCheckpoint.maximumRank)")
+        }
+        // A size-1 dimension's stride is never used to reach an element (torch leaves it arbitrary), but the
+        // copy loop would still add it: a huge one overflowed. Zero it, after checking it is not negative.
         guard view.storageOffset >= 0, view.strides.allSatisfy({ $0 >= 0 }), let count = checkedProduct(view.shape) else {
             throw invalid("negative or overflowing geometry: offset \(view.storageOffset), size \(view.shape), stride \(view.strides)")
         }
+        view.strides = zip(view.shape, view.strides).map { size, stride in size == 1 ? 0 : stride }
         // Broadcast (stride-0) views could ask for far more elements than the file holds; refusing views
         // larger than their storage bounds every allocation by the file's size.
         guard count <= max(storage.elementCount, 1) || count == 0 else {
@@ -138,6 +160,12 @@ private struct StorageDirectory {
         }
         let data = try bytes(of: storage, fileName: fileName)
         guard storage.elementType.isFloatingPoint else { return nil }
+        let (byteCount, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<Float>.size)
+        guard !overflow, byteCount <= budget.limit - budget.used else {
+            throw WeightFileError.allocationExceeded(file: fileName, tensor: name, bytes: overflow ? Int.max : byteCount,
+                                                     alreadyAllocated: budget.used, limit: budget.limit)
+        }
+        budget.used += byteCount
         let values = data.withUnsafeBytes { bytes in
             Self.gather(view, count: count, from: bytes)
         }

@@ -4,8 +4,9 @@ import Foundation
 /// tensor name to `{dtype, shape, data_offsets}` (plus an optional `__metadata__` object), then the data
 /// section the offsets index into.
 ///
-/// Every declared size and offset is validated against the file before any tensor is converted, so a
-/// truncated or hostile file yields a `WeightFileError` rather than a crash or an oversized allocation.
+/// Every declared size and offset is validated against the file before any tensor is converted (with
+/// checked arithmetic, and no two tensors may share bytes), so a truncated or hostile file yields a
+/// `WeightFileError` rather than a crash or an allocation beyond twice the file's size.
 public enum SafeTensors {
     /// The format's own bound on the header; anything larger is corruption, not a big model.
     static let maximumHeaderSize = 100 * 1024 * 1024
@@ -73,6 +74,15 @@ public enum SafeTensors {
         let dataSectionSize = data.count - 8 - headerSize
         let tensors = try header.entries.map { name, entry in
             try validate(entry, named: name, dataSectionSize: dataSectionSize, fileName: fileName)
+        }
+        // Tensors are converted (copied) one by one, so tensors sharing bytes would multiply the allocation
+        // past the file's size; the format lays them out without overlap.
+        var previous: TensorLayout?
+        for layout in tensors.filter({ !$0.byteRange.isEmpty }).sorted(by: { $0.byteRange.lowerBound < $1.byteRange.lowerBound }) {
+            if let previous, layout.byteRange.lowerBound < previous.byteRange.upperBound {
+                throw WeightFileError.overlappingTensors(file: fileName, first: previous.name, second: layout.name)
+            }
+            previous = layout
         }
         return (headerSize, tensors)
     }

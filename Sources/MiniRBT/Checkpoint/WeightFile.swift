@@ -9,9 +9,13 @@ public enum WeightFile {
     /// ambiguous (typically because it is damaged) the extension decides, so the error comes from the
     /// reader of the format the file claims to be.
     public static func load(_ url: URL) throws -> [String: Tensor] {
-        let data = try contents(of: url)
-        let fileName = url.lastPathComponent
-        switch Format(sniffing: data) ?? Format(pathExtension: url.pathExtension) {
+        try decode(contents(of: url), fileName: url.lastPathComponent)
+    }
+
+    /// The same for bytes already read (and, in a registry, verified): the tensors come from exactly these
+    /// bytes. `fileName` labels errors and, through its extension, decides an ambiguous format.
+    public static func decode(_ data: Data, fileName: String) throws -> [String: Tensor] {
+        switch Format(sniffing: data) ?? Format(pathExtension: (fileName as NSString).pathExtension) {
         case .safeTensors?:
             return try SafeTensors.decode(data, fileName: fileName)
         case .torch?:

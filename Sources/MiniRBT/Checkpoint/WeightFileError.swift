@@ -32,6 +32,11 @@ public enum WeightFileError: Error, CustomStringConvertible, Equatable, Sendable
     case malformedPickle(file: String, offset: Int, detail: String)
     /// A rebuilt tensor does not fit its storage, or its storage entry is shorter than declared.
     case invalidTensor(file: String, tensor: String, detail: String)
+    /// Rebuilding the tensor would take the file's float32 tensors past their allowance (a multiple of the
+    /// file's size): many views of one storage, each copied.
+    case allocationExceeded(file: String, tensor: String, bytes: Int, alreadyAllocated: Int, limit: Int)
+    /// Two safetensors tensors claim overlapping bytes of the data section.
+    case overlappingTensors(file: String, first: String, second: String)
     /// A pre-1.6 `torch.save` file (pickle followed by raw storages), which this reader does not parse.
     case legacyTorchFormat(file: String)
 
@@ -73,6 +78,11 @@ public enum WeightFileError: Error, CustomStringConvertible, Equatable, Sendable
             return "\(file): malformed pickle at byte \(offset): \(detail)"
         case let .invalidTensor(file, tensor, detail):
             return "\(file): tensor '\(tensor)': \(detail)"
+        case let .allocationExceeded(file, tensor, bytes, alreadyAllocated, limit):
+            return "\(file): tensor '\(tensor)' needs \(bytes) bytes as float32 after \(alreadyAllocated) already rebuilt,"
+                + " beyond the \(limit) bytes allowed for this file (views of one storage are each copied)"
+        case let .overlappingTensors(file, first, second):
+            return "\(file): tensors '\(first)' and '\(second)' overlap in the data section"
         case let .legacyTorchFormat(file):
             return "\(file): legacy (pre-1.6) torch.save format is not supported;"
                 + " re-save with a current torch or convert to safetensors"

@@ -132,21 +132,45 @@ public struct ModelConfig: Sendable, Equatable {
             maxPositions: raw.max_position_embeddings ?? 512,
             typeVocabSize: raw.type_vocab_size ?? 2,
             padTokenID: raw.pad_token_id ?? 0,
-            labels: try Self.labels(from: raw.id2label),
+            labels: try Self.labels(from: raw.id2label, numLabels: raw.num_labels),
             task: Self.task(from: raw.architectures),
             problemType: problemType)
     }
 
     // MARK: - Private
 
+    /// Upper bounds on the sizes a config may declare. Far above any BERT checkpoint (BERT-large is
+    /// 1024 hidden, 24 layers, 512 positions), far below what would overflow a size computation or make
+    /// building the model allocate or loop without end before the weight file's shapes are compared.
+    public enum Limits {
+        public static let vocabSize = 1 << 22
+        public static let hiddenSize = 1 << 15
+        public static let layerCount = 256
+        public static let intermediateSize = 1 << 17
+        public static let maxPositions = 1 << 16
+        public static let typeVocabSize = 1 << 16
+        public static let labelCount = 1 << 16
+        /// `[CLS] text [SEP] pair [SEP]` must fit the position table.
+        public static let minimumPositions = 3
+    }
+
     private func validate() throws {
-        let positive: [(String, Int)] = [
-            ("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("num_hidden_layers", layerCount),
-            ("num_attention_heads", headCount), ("intermediate_size", intermediateSize),
-            ("max_position_embeddings", maxPositions), ("type_vocab_size", typeVocabSize),
+        let sizes: [(String, Int, Int)] = [
+            ("vocab_size", vocabSize, Limits.vocabSize), ("hidden_size", hiddenSize, Limits.hiddenSize),
+            ("num_hidden_layers", layerCount, Limits.layerCount), ("num_attention_heads", headCount, Limits.hiddenSize),
+            ("intermediate_size", intermediateSize, Limits.intermediateSize),
+            ("max_position_embeddings", maxPositions, Limits.maxPositions), ("type_vocab_size", typeVocabSize, Limits.typeVocabSize),
         ]
-        for (field, value) in positive where value <= 0 {
+        for (field, value, _) in sizes where value <= 0 {
             throw CheckpointError.invalidConfig(field: field, reason: "expected a positive integer, found \(value)")
+        }
+        for (field, value, limit) in sizes where value > limit {
+            throw CheckpointError.invalidConfig(field: field, reason: "\(value) exceeds the supported maximum of \(limit)")
+        }
+        guard maxPositions >= Limits.minimumPositions else {
+            throw CheckpointError.invalidConfig(
+                field: "max_position_embeddings",
+                reason: "\(maxPositions) cannot hold [CLS] text [SEP] pair [SEP]; expected at least \(Limits.minimumPositions)")
         }
         guard hiddenSize % headCount == 0 else {
             throw CheckpointError.invalidConfig(field: "hidden_size",
@@ -155,21 +179,55 @@ public struct ModelConfig: Sendable, Equatable {
         guard layerNormEpsilon.isFinite, layerNormEpsilon >= 0 else {
             throw CheckpointError.invalidConfig(field: "layer_norm_eps", reason: "expected a finite non-negative number, found \(layerNormEpsilon)")
         }
+        guard (0..<vocabSize).contains(padTokenID) else {
+            throw CheckpointError.invalidConfig(field: "pad_token_id", reason: "\(padTokenID) is outside the vocabulary 0..<\(vocabSize)")
+        }
         guard !labels.isEmpty else {
             throw CheckpointError.invalidConfig(field: "id2label", reason: "expected at least one label")
         }
+        guard labels.count <= Limits.labelCount else {
+            throw CheckpointError.invalidConfig(field: "id2label",
+                                                reason: "\(labels.count) labels exceed the supported maximum of \(Limits.labelCount)")
+        }
+        // Results map label names to scores, and HF derives label2id from id2label: a name used twice would
+        // make two classes indistinguishable (and used to trap when results were built).
+        var firstIndex: [String: Int] = [:]
+        for (index, label) in labels.enumerated() {
+            if let earlier = firstIndex[label] {
+                throw CheckpointError.invalidConfig(
+                    field: "id2label", reason: "label \"\(label)\" is used by ids \(earlier) and \(index); labels must be unique")
+            }
+            firstIndex[label] = index
+        }
     }
 
-    /// `id2label` keys are class indices written as strings; they must cover 0..<n exactly.
-    private static func labels(from id2label: [String: String]?) throws -> [String] {
-        guard let id2label else { return ["LABEL_0", "LABEL_1"] }  // BertConfig's default num_labels = 2
+    /// `id2label` keys are class indices written as strings; they must be exactly "0"..."n-1" (so "00" or
+    /// "+1" cannot stand for an index another key already holds). Without `id2label`, `num_labels` gives
+    /// transformers' default names `LABEL_<i>`; with both, they must agree.
+    private static func labels(from id2label: [String: String]?, numLabels: Int?) throws -> [String] {
+        guard let id2label else {
+            // BertConfig's default num_labels = 2.
+            let count = numLabels ?? 2
+            guard count > 0, count <= Limits.labelCount else {
+                throw CheckpointError.invalidConfig(field: "num_labels", reason: "expected 1...\(Limits.labelCount), found \(count)")
+            }
+            return (0..<count).map { "LABEL_\($0)" }
+        }
+        guard id2label.count <= Limits.labelCount else {
+            throw CheckpointError.invalidConfig(field: "id2label",
+                                                reason: "\(id2label.count) labels exceed the supported maximum of \(Limits.labelCount)")
+        }
         var labels = [String?](repeating: nil, count: id2label.count)
         for (key, label) in id2label {
-            guard let index = Int(key), labels.indices.contains(index) else {
+            guard let index = Int(key), String(index) == key, labels.indices.contains(index), labels[index] == nil else {
                 throw CheckpointError.invalidConfig(field: "id2label",
                                                     reason: "expected keys \"0\"...\"\(id2label.count - 1)\", found \"\(key)\"")
             }
             labels[index] = label
+        }
+        if let numLabels, numLabels != labels.count {
+            throw CheckpointError.invalidConfig(field: "num_labels",
+                                                reason: "\(numLabels) disagrees with the \(labels.count) labels of id2label")
         }
         return labels.compactMap { $0 }
     }
@@ -205,6 +263,7 @@ private struct RawConfig: Decodable {
     var pad_token_id: Int?
     var position_embedding_type: String?
     var id2label: [String: String]?
+    var num_labels: Int?
     var problem_type: String?
     // swiftlint:enable identifier_name
 }

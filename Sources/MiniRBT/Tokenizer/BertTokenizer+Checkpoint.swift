@@ -15,6 +15,19 @@ extension BertTokenizer {
                   stripAccents: configuration.stripAccents,
                   tokenizeChineseChars: configuration.tokenizeChineseChars)
     }
+
+    /// The same from the bytes of `vocab.txt` and `tokenizer_config.json` (nil when absent) already read,
+    /// so a caller that verified those bytes tokenizes with exactly them. `directory` names them in errors.
+    public init(vocabularyData: Data, configurationData: Data?, directory: URL) throws {
+        let configurationPath = directory.appendingPathComponent("tokenizer_config.json").path
+        let configuration = try configurationData.map { try TokenizerConfiguration(data: $0, path: configurationPath) }
+            ?? TokenizerConfiguration()
+        let vocabulary = try Vocabulary(data: vocabularyData, source: directory.appendingPathComponent("vocab.txt").path,
+                                        specialTokens: configuration.specialTokens)
+        self.init(vocabulary: vocabulary, lowercase: configuration.lowercase,
+                  stripAccents: configuration.stripAccents,
+                  tokenizeChineseChars: configuration.tokenizeChineseChars)
+    }
 }
 
 /// The options of `tokenizer_config.json` that change BERT tokenization; other keys are ignored.
@@ -39,6 +52,10 @@ struct TokenizerConfiguration: Equatable, Decodable {
         } catch {
             throw TokenizerError.invalidConfiguration(path: path, reason: "unreadable: \(error.localizedDescription)")
         }
+        try self.init(data: data, path: path)
+    }
+
+    init(data: Data, path: String) throws {
         do {
             self = try JSONDecoder().decode(TokenizerConfiguration.self, from: data)
         } catch let error as DecodingError {

@@ -66,10 +66,15 @@ public struct Vocabulary: Sendable {
             }
             throw TokenizerError.vocabularyUnreadable(path: path, reason: "\(error.localizedDescription)")
         }
+        try self.init(data: data, source: path, specialTokens: specialTokens)
+    }
+
+    /// Parses the bytes of a `vocab.txt` already read (and, in a registry, verified); `source` names it in errors.
+    public init(data: Data, source: String, specialTokens: SpecialTokens = .bert) throws {
         guard let text = String(data: data, encoding: .utf8) else {
-            throw TokenizerError.vocabularyNotUTF8(path: path)
+            throw TokenizerError.vocabularyNotUTF8(path: source)
         }
-        try self.init(tokens: Self.lines(of: text), specialTokens: specialTokens, source: path)
+        try self.init(tokens: Self.lines(of: text), specialTokens: specialTokens, source: source)
     }
 
     /// Number of tokens (the embedding table's row count).

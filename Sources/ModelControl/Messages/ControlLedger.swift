@@ -5,8 +5,13 @@
 public struct ControlLedger: Sendable {
     public let deployment: String
     public private(set) var accepted: [ControlMessage] = []
-    /// Every record that was not accepted, with the reason, in topic order.
+    /// The most recent records that were not accepted, with the reason, in topic order: at most
+    /// ``maximumRejections`` (anyone who can write to the topic can add rejections, so they must not
+    /// accumulate without bound in a long-running replica).
     public private(set) var rejections: [ControlRejection] = []
+    /// Rejections ever recorded, including those no longer kept in ``rejections``.
+    public private(set) var rejectionCount = 0
+    public static let maximumRejections = 100
 
     public init(deployment: String) {
         self.deployment = deployment
@@ -29,6 +34,8 @@ public struct ControlLedger: Sendable {
             accepted.append(message)
             return message
         } catch {
+            rejectionCount += 1
+            if rejections.count >= Self.maximumRejections { rejections.removeFirst(rejections.count - Self.maximumRejections + 1) }
             rejections.append(error)
             throw error
         }

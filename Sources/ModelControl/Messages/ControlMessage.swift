@@ -51,10 +51,20 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     public var sequence: Int64
     public var issuedAt: Date
     public var issuedBy: String
+    /// Hex SHA-256 of the target version's `manifest.json` bytes. Covered by the signature, so a replica
+    /// that checks it before trusting the manifest's file checksums trusts only bundles the operator
+    /// signed for: a registry writer cannot swap a manifest (and the files it lists) under a signed
+    /// version. Absent in messages from older admins (the manifest is then trusted as found).
+    public var manifestDigest: String?
+    /// The same for `primary` (canary and shadow), which a replica may have to load too.
+    public var primaryManifestDigest: String?
+    /// The id of the key that signed, inside the signed payload; must equal the envelope's `key_id`.
+    public var keyID: String?
 
     public init(deployment: String, target: ModelReference, mode: RolloutAction, canaryPercent: Int? = nil,
                 primary: ModelReference? = nil, previous: ModelReference? = nil, sequence: Int64,
-                issuedAt: Date = Date(), issuedBy: String) {
+                issuedAt: Date = Date(), issuedBy: String, manifestDigest: String? = nil,
+                primaryManifestDigest: String? = nil) {
         self.deployment = deployment
         self.name = target.name
         self.version = target.version
@@ -65,6 +75,15 @@ public struct ControlMessage: Codable, Sendable, Equatable {
         self.sequence = sequence
         self.issuedAt = issuedAt
         self.issuedBy = issuedBy
+        self.manifestDigest = manifestDigest
+        self.primaryManifestDigest = primaryManifestDigest
+    }
+
+    /// The signed manifest digest for `reference`, if this message carries one for it.
+    public func manifestDigest(for reference: ModelReference) -> String? {
+        if let target = try? target, target == reference { return manifestDigest }
+        if primary == reference { return primaryManifestDigest }
+        return nil
     }
 
     enum CodingKeys: String, CodingKey {
@@ -72,6 +91,9 @@ public struct ControlMessage: Codable, Sendable, Equatable {
         case canaryPercent = "canary_percent"
         case issuedAt = "issued_at"
         case issuedBy = "issued_by"
+        case manifestDigest = "manifest_digest"
+        case primaryManifestDigest = "primary_manifest_digest"
+        case keyID = "key_id"
     }
 
     /// The validated version this message is about.
@@ -86,6 +108,11 @@ public struct ControlMessage: Codable, Sendable, Equatable {
             _ = try target
         } catch {
             throw .invalidMessage(reason: error.description)
+        }
+        for (field, digest) in [("manifest_digest", manifestDigest), ("primary_manifest_digest", primaryManifestDigest)] {
+            if let digest, !(digest.count == 64 && digest.allSatisfy({ $0.isHexDigit && !$0.isUppercase })) {
+                throw .invalidMessage(reason: "\(field) must be 64 lower-case hex digits, got \"\(digest.prefix(80))\"")
+            }
         }
         if mode == .canary {
             guard let percent = canaryPercent, (1...100).contains(percent) else {

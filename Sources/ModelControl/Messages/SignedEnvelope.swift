@@ -45,7 +45,10 @@ public struct ControlSigner: Sendable {
         keyID = signingKeyID(privateKey.publicKey)
     }
 
+    /// Signs `message` with its `keyID` set to this signer's, so the key id is covered by the signature.
     public func sign(_ message: ControlMessage) throws -> SignedEnvelope {
+        var message = message
+        message.keyID = keyID
         let bytes = try JSONEncoder.control.encode(message)
         let signature = try Curve25519.Signing.PrivateKey(rawRepresentation: rawKey).signature(for: bytes)
         return SignedEnvelope(payload: bytes.base64EncodedString(), signature: signature.base64EncodedString(),
@@ -93,6 +96,9 @@ public struct ControlVerifier: Sendable {
             message = try JSONDecoder.control.decode(ControlMessage.self, from: payload)
         } catch {
             throw .invalidMessage(reason: "signed payload is not a control message: \(error)")
+        }
+        if let signedKeyID = message.keyID, signedKeyID != envelope.keyID {
+            throw .invalidMessage(reason: "signed key_id \(signedKeyID) differs from the envelope's \(envelope.keyID)")
         }
         try message.validate()
         return message

@@ -20,7 +20,7 @@ public enum GoldenRunner {
     public static func run(_ texts: [String], model: BertModel, tokenizer: BertTokenizer) throws -> [GoldenExample] {
         guard !texts.isEmpty else { return [] }
         let inputs = texts.map { text in
-            let encoding = tokenizer.encode(text, maxLength: maxLength)
+            let encoding = tokenizer.encode(text, maxLength: min(maxLength, model.config.maxPositions))
             return ModelInput(inputIDs: encoding.inputIDs, tokenTypeIDs: encoding.tokenTypeIDs)
         }
         let session = InferenceSession(model: model)

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import MiniRBT
 
@@ -88,10 +89,38 @@ public struct ModelManifest: Codable, Sendable, Equatable {
 
     /// Reads and decodes `<directory>/manifest.json`.
     public static func read(from directory: URL) throws(BundleError) -> ModelManifest {
+        try readWithBytes(from: directory).manifest
+    }
+
+    /// Hex SHA-256 of manifest bytes: what a control message's `manifest_digest` names.
+    public static func digest(of bytes: Data) -> String {
+        FileDigest.hex(SHA256.hash(data: bytes))
+    }
+
+    /// The digest of the manifest in `directory`, as `deploy` signs it.
+    public static func digest(in directory: URL) throws(BundleError) -> String {
+        digest(of: try readWithBytes(from: directory).bytes)
+    }
+
+    /// The manifest and the exact bytes it was decoded from (what a signed control message's manifest
+    /// digest covers). Like every bundle file it must be a regular file, not a link.
+    public static func readWithBytes(from directory: URL) throws(BundleError) -> (manifest: ModelManifest, bytes: Data) {
         let url = directory.appendingPathComponent(fileName)
-        guard FileManager.default.fileExists(atPath: url.path) else { throw .manifestMissing(path: url.path) }
+        let bytes: Data
+        do throws(FileDigest.Failure) {
+            let file = try FileDigest.OpenFile(path: url.path, followLinks: false)
+            defer { file.close() }
+            bytes = try file.readAll()
+        } catch {
+            switch error {
+            case .missing: throw .manifestMissing(path: url.path)
+            case .notRegular(let kind): throw .notRegularFile(file: fileName, kind: kind)
+            case .changedWhileReading: throw .fileChanged(file: fileName)
+            case let .io(operation, reason): throw .manifestInvalid(path: url.path, reason: "\(operation) failed: \(reason)")
+            }
+        }
         do {
-            return try JSONDecoder.manifest.decode(ModelManifest.self, from: Data(contentsOf: url))
+            return (try JSONDecoder.manifest.decode(ModelManifest.self, from: bytes), bytes)
         } catch {
             throw .manifestInvalid(path: url.path, reason: "\(error)")
         }

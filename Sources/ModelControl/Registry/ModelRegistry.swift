@@ -23,12 +23,13 @@ public struct ModelRegistry: Sendable {
     }
 
     /// Verifies a version for serving: see ``BundleVerifier``. Blocking work.
-    public func verify(_ reference: ModelReference) throws -> VerifiedBundle {
+    /// - Parameter manifestDigest: the manifest's SHA-256 named by a signed control message, if any.
+    public func verify(_ reference: ModelReference, manifestDigest: String? = nil) throws -> VerifiedBundle {
         let directory = directory(for: reference)
         guard FileManager.default.fileExists(atPath: directory.path) else {
             throw RegistryError.versionNotFound(reference, path: directory.path)
         }
-        return try BundleVerifier.verify(directory: directory, expecting: reference)
+        return try BundleVerifier.verify(directory: directory, expecting: reference, manifestDigest: manifestDigest)
     }
 
     /// The manifests of every published version, by name then creation time. Directories without a readable

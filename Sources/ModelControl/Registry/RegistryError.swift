@@ -38,11 +38,19 @@ public enum BundleError: Error, Sendable, Equatable, CustomStringConvertible {
     case manifestInvalid(path: String, reason: String)
     /// The manifest describes another model than the directory it sits in.
     case manifestMismatch(expected: ModelReference, found: ModelReference)
+    /// The manifest's bytes are not the ones the signed control message names (sha256): replaced or edited
+    /// after the operator signed the rollout.
+    case manifestDigestMismatch(expected: String, found: String)
     /// A manifest file entry that is not a plain file name in the bundle directory.
     case invalidFileEntry(path: String)
     case fileMissing(file: String)
     /// A file in the bundle the manifest does not list: the runtime might read it unverified.
     case unlistedFile(file: String)
+    /// A bundle file that is not a regular file: a symbolic link (which could lead out of the bundle or to
+    /// a device), a device, a FIFO or a directory. `kind` says which.
+    case notRegularFile(file: String, kind: String)
+    /// The file changed (size, modification time or inode) while it was being read for verification.
+    case fileChanged(file: String)
     case sizeMismatch(file: String, expected: Int64, found: Int64)
     case checksumMismatch(file: String, expected: String, found: String)
     /// The checkpoint does not load: bad config, wrong tensor shapes, broken vocabulary.
@@ -57,6 +65,8 @@ public enum BundleError: Error, Sendable, Equatable, CustomStringConvertible {
             return "no manifest at \(path) (was the version published with minirbt-admin publish?)"
         case let .manifestInvalid(path, reason):
             return "manifest \(path) is not valid: \(reason)"
+        case let .manifestDigestMismatch(expected, found):
+            return "manifest.json has sha256 \(found), the signed control message names \(expected) (replaced after signing?)"
         case let .manifestMismatch(expected, found):
             return "manifest describes \(found), expected \(expected)"
         case let .invalidFileEntry(path):
@@ -65,6 +75,10 @@ public enum BundleError: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(file) is listed in the manifest but missing"
         case let .unlistedFile(file):
             return "\(file) is in the bundle but not in the manifest"
+        case let .notRegularFile(file, kind):
+            return "\(file) is \(kind); a bundle holds regular files only"
+        case let .fileChanged(file):
+            return "\(file) changed while it was being verified; not loading a file that is being modified"
         case let .sizeMismatch(file, expected, found):
             return "\(file): expected \(expected) bytes, found \(found) (truncated or replaced?)"
         case let .checksumMismatch(file, expected, found):

@@ -31,6 +31,16 @@ extension ModelRegistry {
         guard !goldenTexts.isEmpty else { throw BundleError.noGoldenExamples }
 
         progress(.loading(source: source.path))
+        // Loading maps files by path: refuse a link to a device (/dev/zero never ends) or a FIFO up front.
+        for name in Self.checkpointFiles {
+            let path = source.appendingPathComponent(name).path
+            var status = stat()
+            guard stat(path, &status) == 0 else { continue }
+            guard status.st_mode & S_IFMT == S_IFREG else {
+                throw RegistryError.invalidSource(path: source.path,
+                                                  reason: "\(name) is \(FileDigest.kind(of: status.st_mode)), expected a regular file")
+            }
+        }
         let model: BertModel
         let tokenizer: BertTokenizer
         do {
@@ -39,9 +49,7 @@ extension ModelRegistry {
         } catch {
             throw RegistryError.invalidSource(path: source.path, reason: "\(error)")
         }
-        guard tokenizer.vocabulary.count == model.config.vocabSize else {
-            throw BundleError.vocabularySizeMismatch(vocabulary: tokenizer.vocabulary.count, config: model.config.vocabSize)
-        }
+        try BundleVerifier.checkServable(model: model, tokenizer: tokenizer)
         progress(.selfTesting(examples: goldenTexts.count))
         let golden = try GoldenRunner.run(goldenTexts, model: model, tokenizer: tokenizer)
 
@@ -61,7 +69,13 @@ extension ModelRegistry {
         var files: [ModelManifest.FileEntry] = []
         for name in names {
             let copy = staging.appendingPathComponent(name)
-            try perform("copying", copy) { try fileManager.copyItem(at: source.appendingPathComponent(name), to: copy) }
+            // The bytes, not the link: an HF cache snapshot links every file to a blob outside the directory,
+            // and a bundle must hold regular files (a link target must be one too).
+            do {
+                try FileDigest.copyRegularFile(from: source.appendingPathComponent(name), to: copy)
+            } catch {
+                throw RegistryError.invalidSource(path: source.path, reason: "\(name): \(error)")
+            }
             // Checksums are of the copies: what the registry holds, not what the source held a moment ago.
             let entry = try ModelManifest.FileEntry(describing: copy, as: name)
             progress(.copying(file: name, bytes: entry.size))

@@ -184,7 +184,7 @@ public final class ControlListener: Service, Sendable {
     private func load(_ reference: ModelReference, for message: ControlMessage) async throws -> LoadedModel {
         reporter?.update { $0.loading = reference }
         logger.info("loading", metadata: ["version": "\(reference)", "sequence": "\(message.sequence)"])
-        return try await loader.load(reference)
+        return try await loader.load(reference, manifestDigest: message.manifestDigest(for: reference))
     }
 
     private func reference(of model: LoadedModel) -> ModelReference? {

@@ -11,9 +11,10 @@ public struct ModelLoader: Sendable {
         self.registry = registry
     }
 
-    public func load(_ reference: ModelReference) async throws -> LoadedModel {
+    /// - Parameter manifestDigest: the manifest's SHA-256 from the signed control message, when it has one.
+    public func load(_ reference: ModelReference, manifestDigest: String? = nil) async throws -> LoadedModel {
         try await runOnDedicatedThread(name: "minirbt.model-loader") { [registry] in
-            let bundle = try registry.verify(reference)
+            let bundle = try registry.verify(reference, manifestDigest: manifestDigest)
             let model = LoadedModel(identity: ModelIdentity(name: reference.name, version: reference.version),
                                     model: bundle.model, tokenizer: bundle.tokenizer, directory: bundle.directory)
             // The first forward pass pays for page faults on the weights and oneDNN's first-use costs;
