@@ -67,14 +67,11 @@ import Testing
         #expect(tensors["w"]?.values.map(\.bitPattern) == expected.map(\.bitPattern))
     }
 
-    /// Deeply nested containers (100k TUPLE1, 50k nested lists): building them is bounded, but releasing the
-    /// nested PickleValue / PickleList chain recurses once per level and overflows the stack (stack trace in
-    /// Fuzz/Known/README.md). Kept out of Fuzz/Regressions until the pickle nesting limit lands (the trust
-    /// branch bounds container depth); enable this test and move the inputs then.
-    @Test(.disabled("the pickle nesting limit is not on this branch yet; the inputs crash the process"),
-          arguments: ["nested-tuple1-100k", "nested-lists-50k"])
+    /// Deeply nested containers (100k TUPLE1, 50k nested lists): releasing the nested PickleValue chain
+    /// recursed once per level and overflowed the stack; the pickle machine now refuses nesting past 100.
+    @Test(arguments: ["nested-tuple1-100k", "nested-lists-50k"])
     func deeplyNestedPickleIsRefused(_ name: String) throws {
-        let pickle = try Data(contentsOf: Self.repositoryRoot.appendingPathComponent("Fuzz/Known/pickle/\(name)"))
+        let pickle = try Data(contentsOf: Self.repositoryRoot.appendingPathComponent("Fuzz/Regressions/pickle/\(name)"))
         #expect(throws: WeightFileError.self) {
             try PyTorchCheckpoint.decode(Self.pickleArchive(pickle), fileName: name)
         }

@@ -20,7 +20,7 @@ struct InstructionSetCapTests {
         process.environment = environment
         // stderr goes to a file, so only one pipe is read and neither can fill up and block the child.
         let errorsFile = FileManager.default.temporaryDirectory.appendingPathComponent("minirbt-cap-\(UUID()).log")
-        FileManager.default.createFile(atPath: errorsFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorsFile.path, contents: nil)
         let output = Pipe()
         process.standardOutput = output
         process.standardError = try FileHandle(forWritingTo: errorsFile)
