@@ -54,8 +54,10 @@ struct InferCommand: ParsableCommand {
             throw ValidationError("--max-length \(maxLength) exceeds the model's max_position_embeddings (\(limit))")
         }
         let predictor = Predictor(threads: threads, maxLength: maxLength, includeLogits: logits, pooling: pooling,
-                                  precision: precision) { warning in
-            FileHandle.standardError.write(Data("minirbt-stream infer: \(warning)\n".utf8))
+                                  precision: precision) { session in
+            if let warning = session.fallbackReason {
+                FileHandle.standardError.write(Data("minirbt-stream infer: \(warning)\n".utf8))
+            }
         }
         let writer = try LineWriter(path: files.output)
         var pending: [(line: Int, event: TextEvent)] = []

@@ -96,8 +96,11 @@ final class InferenceShard: Sendable {
 
     private func run() {
         let predictor = Predictor(threads: settings.threads, maxLength: settings.maxLength,
-                                  includeLogits: settings.includeLogits, precision: settings.precision) { [logger, index] in
-            logger.warning("\($0)", metadata: ["shard": "\(index)"])
+                                  includeLogits: settings.includeLogits, precision: settings.precision) { [logger, metrics] session in
+            // Every shard prepares its own session of the same model: say why once per process, not per shard.
+            if metrics.precisionServed(session), let reason = session.fallbackReason {
+                logger.warning("\(reason)")
+            }
         }
         while let batch = queue.nextBatch(maxItems: settings.maxBatch, maxWait: settings.maxWait) {
             let outputs = process(batch, predictor: predictor)

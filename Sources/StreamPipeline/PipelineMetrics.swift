@@ -1,4 +1,5 @@
 import CoreMetrics
+import MiniRBT
 import Synchronization
 
 /// The service's metrics, through swift-metrics (the run command bootstraps a Prometheus backend).
@@ -13,6 +14,7 @@ public final class PipelineMetrics: Sendable {
     private let retriesCounter = Counter(label: "minirbt_publish_retries_total")
     private let shadowFailuresCounter = Counter(label: "minirbt_shadow_failures_total")
     private let totals = Mutex(Totals())
+    private let precisions = Mutex<(current: [Precision: Precision], seen: Set<String>)>(([:], []))
 
     /// Running totals since start.
     public struct Totals: Sendable {
@@ -73,6 +75,26 @@ public final class PipelineMetrics: Sendable {
     /// A shadow result could not be published (it is only logged and counted; the event is not held up).
     func shadowFailed() {
         shadowFailuresCounter.increment()
+    }
+
+    /// `minirbt_precision_info{requested, served} 1` for the precision sessions now run in (0 for one no
+    /// longer served): `served` differs from `requested` where the CPU has no fast kernel for it or the
+    /// load-time check against fp32 refused it.
+    /// - Returns: true the first time this process prepares a session with this outcome (log it then).
+    func precisionServed(_ session: SessionPrecision) -> Bool {
+        let (isNew, previous) = precisions.withLock { state -> (Bool, Precision?) in
+            let previous = state.current[session.requested]
+            state.current[session.requested] = session.served
+            let key = "\(session.requested)→\(session.served)"
+            return (state.seen.insert(key).inserted, previous)
+        }
+        if let previous, previous != session.served {
+            Gauge(label: "minirbt_precision_info", dimensions: [("requested", "\(session.requested)"), ("served", "\(previous)")])
+                .record(0)
+        }
+        Gauge(label: "minirbt_precision_info", dimensions: [("requested", "\(session.requested)"), ("served", "\(session.served)")])
+            .record(1)
+        return isNew
     }
 
     /// `minirbt_model_info{name, version, role} 1` for the serving model(s), 0 for the ones replaced.

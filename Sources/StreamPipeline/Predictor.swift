@@ -12,6 +12,14 @@ public struct Prediction: Sendable, Equatable {
     public var truncated: Bool
 }
 
+/// The precision a prepared session runs in, against the one asked for.
+public struct SessionPrecision: Sendable, Equatable {
+    public let requested: Precision
+    public let served: Precision
+    /// Why `served` differs from `requested` (no fast kernel on this CPU, or too many changed predictions).
+    public let fallbackReason: String?
+}
+
 /// Runs batches of events through a model. One per shard (or per `infer` run): it owns the scratch
 /// buffers of its ``InferenceSession``s and must stay on one thread at a time.
 ///
@@ -28,10 +36,10 @@ public final class Predictor {
     public let pooling: Pooling
     /// The format of the encoder's matrix products. A reduced precision is checked against fp32 on the
     /// first batch a model serves; when it changes more than 0.5% of the predictions, or this CPU has no
-    /// fast kernel for it, that model is served in fp32 instead and `warn` says why: the service keeps
+    /// fast kernel for it, that model is served in fp32 instead and `prepared` says why: the service keeps
     /// answering, exactly.
     public let precision: Precision
-    private let warn: @Sendable (String) -> Void
+    private let prepared: @Sendable (SessionPrecision) -> Void
     /// Sessions by the identity of their model; a session holds its model, so an identity cannot be reused
     /// by another model while it is a key here.
     private var sessions: [ObjectIdentifier: (session: InferenceSession, lastUse: UInt64)] = [:]
@@ -43,13 +51,13 @@ public final class Predictor {
     public static let maximumSessions = 3
 
     public init(threads: Int = 1, maxLength: Int = 128, includeLogits: Bool = false, pooling: Pooling = .cls,
-                precision: Precision = .default, warn: @escaping @Sendable (String) -> Void = { _ in }) {
+                precision: Precision = .default, prepared: @escaping @Sendable (SessionPrecision) -> Void = { _ in }) {
         self.threads = max(1, threads)
         self.precision = precision
         self.maxLength = maxLength
         self.includeLogits = includeLogits
         self.pooling = pooling
-        self.warn = warn
+        self.prepared = prepared
     }
 
     /// Predicts every event with `model`. The batch is padded to its longest text only, so callers that
@@ -101,15 +109,17 @@ public final class Predictor {
             return cached.session
         }
         let fresh: InferenceSession
+        var fallback: String?
         do {
             fresh = try InferenceSession.checked(model: model, threads: threads, precision: precision, samples: samples)
         } catch let error as PrecisionCheckError {
-            warn("\(error); serving this model in fp32")
+            fallback = "\(error); serving this model in fp32"
             fresh = InferenceSession(model: model, threads: threads)
         } catch let error as KernelError {
-            warn("\(error); serving this model in fp32")
+            fallback = "\(error); serving this model in fp32"
             fresh = InferenceSession(model: model, threads: threads)
         }
+        prepared(SessionPrecision(requested: precision, served: fresh.precision, fallbackReason: fallback))
         sessionsCreated += 1
         while sessions.count >= Self.maximumSessions,
               let oldest = sessions.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {

@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import MiniRBT
+import Synchronization
 @testable import StreamPipeline
 
 /// Canary and shadow batches alternate two models; each must keep its prepared session (packed weights)
@@ -26,6 +28,31 @@ import Testing
         }
         #expect(predictor.sessionsCreated == 2)
         #expect(predictor.cachedSessionCount == 2)
+    }
+
+    /// Every precision asked for serves: fast where this CPU has a kernel, else fp32 with the reason; the
+    /// metric's first sighting of an outcome is what the shards log, so two shards warn once.
+    @Test(arguments: Precision.allCases)
+    func eachSessionReportsThePrecisionItServes(requested: Precision) throws {
+        let v2 = try Self.load("v2")
+        let reports = Mutex<[SessionPrecision]>([])
+        let predictor = Predictor(precision: requested) { session in reports.withLock { $0.append(session) } }
+        _ = try predictor.predict(Self.events, with: v2)
+        _ = try predictor.predict(Self.events, with: v2)
+        let seen = reports.withLock { $0 }
+        #expect(seen.count == 1, "one report per prepared session")
+        let report = try #require(seen.first)
+        #expect(report.requested == requested)
+        switch RuntimeInfo.kernel(for: requested) {
+        case .success:
+            #expect(report.served == requested || report.fallbackReason?.contains("agrees with fp32") == true)
+        case .failure:
+            #expect(report.served == .fp32)
+            #expect(report.fallbackReason?.contains("serving this model in fp32") == true)
+        }
+        let metrics = PipelineMetrics()
+        #expect(metrics.precisionServed(report))
+        #expect(!metrics.precisionServed(report), "a second shard with the same outcome does not warn again")
     }
 
     @Test func sessionsOfModelsNoLongerServingAreDropped() throws {
