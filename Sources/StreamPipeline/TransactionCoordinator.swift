@@ -155,10 +155,10 @@ actor TransactionCoordinator {
         }
         if lost.isEmpty, abortCause == nil {
             do {
-                if try await commitOpenTransaction() {
-                    forget(revoked)
-                    return
-                }
+                // Committed, or nothing to commit (the open transaction stays open, empty).
+                _ = try await commitOpenTransaction()
+                forget(revoked)
+                return
             } catch {
                 if error.transactionReaction == .fatal || producer.fatalError != nil {
                     becomeFatal(producer.fatalError ?? error)

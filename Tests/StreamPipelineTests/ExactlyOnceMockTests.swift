@@ -81,9 +81,11 @@ import Testing
             var producerConfiguration = ProducerConfiguration(kafka: ExactlyOnceMockTests.kafka(cluster, client: name))
             producerConfiguration.transactionalID = transactionalID
             let producer = try KafkaProducer(configuration: producerConfiguration, logger: TestBroker.logger)
+            // MINIRBT_TEST_SERVICE_LOG=info shows what the replicas do (default: warnings only).
+            var logger = Logger(label: name)
+            logger.logLevel = ProcessInfo.processInfo.environment["MINIRBT_TEST_SERVICE_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
             service = StreamService(settings: ExactlyOnceMockTests.settings(topics, transactionalID: transactionalID), consumer: consumer,
-                                    producer: producer, deployment: ModelDeployment(primary: model),
-                                    logger: TestBroker.logger)
+                                    producer: producer, deployment: ModelDeployment(primary: model), logger: logger)
             self.group = ServiceGroup(configuration: .init(
                 services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                                  failureTerminationBehavior: .gracefullyShutdownGroup)],
@@ -199,15 +201,19 @@ import Testing
         #expect(duplicates == 0)
     }
 
-    @Test("two replicas with one transactional.id: the older is fenced and stops with a clear error; nothing lost or doubled",
+    /// The mock cluster's InitProducerId gives a second producer with the same transactional id a new
+    /// producer id instead of bumping the epoch, so it cannot show two replicas fencing each other; the
+    /// fence itself is injected (PRODUCER_FENCED, a fatal error), which is what such a replica receives.
+    @Test("a fenced replica stops with a clear error naming its transactional.id; the next owner redoes its work",
           .enabled(if: hasModel, "needs ../shared/models"), .timeLimit(.minutes(4)))
-    func sameTransactionalIDFencesTheOlderReplica() async throws {
+    func fencedReplicaStopsAndItsWorkIsRedone() async throws {
         let model = try LoadedModel.load(directory: Self.modelDirectory)
         let (cluster, topics) = try Self.cluster()
         var sent = try await Self.produce(0..<40, to: topics.input, on: cluster)
+        let committedBeforeFence = Set(sent)
         let group = TestBroker.uniqueTopic("eos-group")
-        let sharedID = TestBroker.uniqueTopic("eos-shared-txn")
-        let older = try Replica(cluster: cluster, topics: topics, group: group, transactionalID: sharedID,
+        let fencedID = TestBroker.uniqueTopic("eos-fenced-txn")
+        let older = try Replica(cluster: cluster, topics: topics, group: group, transactionalID: fencedID,
                                 model: model, name: "replica-old")
         let reader = try await Reader(cluster: cluster, topics: topics)
         older.start()
@@ -215,19 +221,20 @@ import Testing
         try await withDeadline(.seconds(120), "the first 40 results") {
             try await reader.read { counts in firstBatch.allSatisfy { counts[$0] != nil } }
         }
-        // A second replica, misconfigured with the same transactional id: its InitProducerId bumps the epoch.
-        let newer = try Replica(cluster: cluster, topics: topics, group: group, transactionalID: sharedID,
-                                model: model, name: "replica-new")
-        newer.start()
+        let fenced = try #require(KafkaMockCluster.errorCode("PRODUCER_FENCED"))
+        cluster.failNext(.addPartitionsToTransaction, with: [fenced])
         sent += try await Self.produce(40..<80, to: topics.input, on: cluster)
-        let olderError = try await withDeadline(.seconds(120), "the older replica to stop") { await older.ended() }
+        let olderError = try await withDeadline(.seconds(120), "the fenced replica to stop") { await older.ended() }
         let message = olderError.map { "\($0)" } ?? "(ended without an error)"
-        print("older replica stopped with: \(message)")
+        print("fenced replica stopped with: \(message)")
         #expect(message.contains("fenced"), "\(message)")
-        #expect(message.contains(sharedID))
+        #expect(message.contains(fencedID))
 
+        let newer = try Replica(cluster: cluster, topics: topics, group: group,
+                                transactionalID: TestBroker.uniqueTopic("eos-next-txn"), model: model, name: "replica-new")
+        newer.start()
         let all = Set(sent)
-        try await withDeadline(.seconds(120), "every event's result from the remaining replica") {
+        try await withDeadline(.seconds(120), "every event's result from the next owner") {
             try await reader.read { counts in all.allSatisfy { counts[$0] != nil } }
         }
         #expect(await newer.stop() == nil)
@@ -236,13 +243,17 @@ import Testing
             try await reader.read { counts in counts.values.reduce(0, +) >= total }
         }
         await reader.close()
-        let (lost, duplicates) = reader.report("exactly-once, two replicas with one transactional.id (mock cluster)", sent: sent)
+        let (lost, duplicates) = reader.report("exactly-once, fenced replica then next owner (mock cluster)", sent: sent)
         #expect(lost == 0)
-        // The fenced replica's open transaction may have written records before the fence, and the mock
-        // shows aborted records to read_committed readers: they are the only possible duplicates.
-        let olderAborted = await older.service.transactionCounts()
-        print("older replica: \(olderAborted.map { "\($0.committed) committed, \($0.aborted) aborted" } ?? "-")")
-        withKnownIssue("the mock cluster shows records of the fenced, aborted transaction", isIntermittent: true) {
+        // The fenced transaction's AddPartitionsToTxn failed, so none of its records reached the log: the
+        // events it held are answered once, by the next owner.
+        let counts = reader.counts.withLock { $0 }
+        let redoneAfterFence = sent.filter { !committedBeforeFence.contains($0) && (counts[$0] ?? 0) > 1 }
+        print("duplicates among the events the fenced replica had not committed: \(redoneAfterFence.count)")
+        #expect(redoneAfterFence.isEmpty)
+        // The mock's TxnOffsetCommit does not store offsets, so the next owner starts from the beginning and
+        // answers the events committed before the fence again; on Kafka (and Tansu) it starts after them.
+        withKnownIssue("the mock cluster does not store transactional offset commits", isIntermittent: true) {
             #expect(duplicates == 0)
         }
     }
