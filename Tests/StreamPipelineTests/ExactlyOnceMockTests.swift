@@ -70,6 +70,7 @@ import Testing
     final class Replica: Sendable {
         let service: StreamService
         let group: ServiceGroup
+        private let producer: KafkaProducer
         private let run: Mutex<Task<(any Error)?, Never>?> = Mutex(nil)
 
         init(cluster: KafkaMockCluster, topics: Topics, group: String, transactionalID: String,
@@ -81,6 +82,7 @@ import Testing
             var producerConfiguration = ProducerConfiguration(kafka: ExactlyOnceMockTests.kafka(cluster, client: name))
             producerConfiguration.transactionalID = transactionalID
             let producer = try KafkaProducer(configuration: producerConfiguration, logger: TestBroker.logger)
+            self.producer = producer
             // MINIRBT_TEST_SERVICE_LOG=info shows what the replicas do (default: warnings only).
             var logger = Logger(label: name)
             logger.logLevel = ProcessInfo.processInfo.environment["MINIRBT_TEST_SERVICE_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
@@ -104,12 +106,15 @@ import Testing
         /// Ends it gracefully (SIGTERM) unless it ended on its own; returns the error it stopped with.
         func stop() async -> (any Error)? {
             await group.triggerGracefulShutdown()
-            return await run.withLock({ $0 })?.value ?? nil
+            return await ended()
         }
 
-        /// Waits until it ends on its own; returns the error it stopped with.
+        /// Waits until it ends on its own; returns the error it stopped with. Closes its producer (the
+        /// service closes its consumer).
         func ended() async -> (any Error)? {
-            await run.withLock({ $0 })?.value ?? nil
+            let error = await run.withLock({ $0 })?.value ?? nil
+            await producer.close(timeout: .seconds(5))
+            return error
         }
     }
 
