@@ -1,5 +1,7 @@
 // librdkafka's C API, >= 2.3 (scripts/setup.sh builds it when the system copy is older).
 #include <librdkafka/rdkafka.h>
+// The mock cluster, for fault-injection tests (KafkaMockCluster).
+#include <librdkafka/rdkafka_mock.h>
 
 // rd_kafka_producev is variadic, which Swift cannot call; this fixed-arity wrapper is the only way to
 // produce with headers and a per-message opaque. On success librdkafka owns `headers`; on failure the

@@ -15,6 +15,11 @@ public enum ConsumerEvent: Sendable {
     /// Partitions lost without an orderly revocation (e.g. session timeout): another member may already
     /// own them, so committing for them would fail. Drop their in-flight work.
     case lost([TopicPartition])
+    /// A `KafkaConsumer.rewind` took effect: the partitions' next records are read again from `offsets`.
+    /// Records of these partitions fetched before the seek were discarded, so every record of them after
+    /// this event comes from the new position. `failure` is set when the seek failed (for instance because
+    /// a partition is no longer assigned); `offsets` still names what was asked.
+    case rewound([TopicPartition: Int64], failure: KafkaError?)
 }
 
 /// The caller's "done with these partitions" signal for a `.revoked` event.
@@ -75,6 +80,10 @@ final class EventBuffer: @unchecked Sendable {
     private var finished = false
     private var failure: KafkaError?
     private var waiter: CheckedContinuation<ConsumerEvent?, any Error>?
+    /// Rewinds asked for and not yet carried out by the poll thread.
+    private var seekRequests: [[TopicPartition: Int64]] = []
+    /// Performs a seek on the poll thread (installed by the consumer once its client exists).
+    private var seeker: (@Sendable ([TopicPartition: Int64]) -> KafkaError?)?
 
     init(capacity: Int, capacityBytes: Int = .max) {
         self.capacity = max(1, capacity)
@@ -88,10 +97,80 @@ final class EventBuffer: @unchecked Sendable {
 
     private var count: Int { events.count - head }
 
+    func install(seeker: @escaping @Sendable ([TopicPartition: Int64]) -> KafkaError?) {
+        condition.lock()
+        self.seeker = seeker
+        condition.unlock()
+    }
+
+    /// Any thread: asks the poll thread to seek (see `KafkaConsumer.rewind`).
+    func requestSeek(_ offsets: [TopicPartition: Int64]) {
+        condition.lock()
+        seekRequests.append(offsets)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Poll thread, between two polls: carries out the requested seeks.
+    func serviceSeeks() {
+        condition.lock()
+        _ = serviceSeeksLocked(holding: nil)
+        condition.unlock()
+    }
+
+    /// Carries out the requested seeks (unlocking around librdkafka), drops the buffered records of the
+    /// partitions sought, and queues a `.rewound` event for each. Returns whether `holding`, a record polled
+    /// before the seek, belongs to a partition sought (and must be dropped too).
+    private func serviceSeeksLocked(holding: ConsumerEvent?) -> Bool {
+        guard !seekRequests.isEmpty, let seeker else { return false }
+        let requests = seekRequests
+        seekRequests.removeAll()
+        condition.unlock()
+        let outcomes = requests.map { ($0, seeker($0)) }
+        condition.lock()
+        var sought = Set<TopicPartition>()
+        for (offsets, failure) in outcomes {
+            sought.formUnion(offsets.keys)
+            let kept = events[head...].filter { event in
+                if case .message(let record) = event { return !offsets.keys.contains(record.topicPartition) }
+                return true
+            }
+            events = Array(kept)
+            head = 0
+            bytes = events.reduce(0) { total, event in
+                let sum = total.addingReportingOverflow(Self.size(of: event))
+                return sum.overflow ? .max : sum.partialValue
+            }
+            deliverLocked(.rewound(offsets, failure: failure))
+        }
+        condition.broadcast()
+        if case .message(let record) = holding { return sought.contains(record.topicPartition) }
+        return false
+    }
+
+    /// Hands `event` to a waiting reader or appends it, ignoring the capacity (for markers). Locked.
+    private func deliverLocked(_ event: ConsumerEvent) {
+        guard !finished else { return }
+        if let waiter {
+            self.waiter = nil
+            // Resuming under the lock is safe: the continuation only schedules the reader.
+            waiter.resume(returning: event)
+            return
+        }
+        events.append(event)
+    }
+
     /// Poll thread: appends `event`, blocking while the buffer is full (unless `stopBlocking` was called).
+    /// A record of a partition sought meanwhile is dropped: it was fetched before the seek.
     func push(_ event: ConsumerEvent) {
         condition.lock()
-        while (count >= capacity || (count > 0 && bytes >= capacityBytes)) && !unbounded && !finished {
+        while true {
+            if serviceSeeksLocked(holding: event) {
+                condition.unlock()
+                return
+            }
+            guard (count >= capacity || (count > 0 && bytes >= capacityBytes)) && !unbounded && !finished,
+                  seekRequests.isEmpty || seeker == nil else { break }
             condition.wait()
         }
         if let waiter {

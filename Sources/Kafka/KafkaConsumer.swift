@@ -38,6 +38,7 @@ public final class KafkaConsumer: Sendable {
         }
         // Route logs, errors and rebalances through rd_kafka_consumer_poll, i.e. through the poll thread.
         rd_kafka_poll_set_consumer(client.handle)
+        buffer.install { offsets in Self.seek(client, offsets) }
 
         self.client = client
         self.logger = logger
@@ -62,6 +63,7 @@ public final class KafkaConsumer: Sendable {
                 failure = fatal
                 break
             }
+            buffer.serviceSeeks()
             guard let message = rd_kafka_consumer_poll(client.handle, 100) else { continue }
             defer { rd_kafka_message_destroy(message) }
             let code = message.pointee.err
@@ -114,6 +116,33 @@ public final class KafkaConsumer: Sendable {
                     throw KafkaError(code: result, operation: "assigning \(partitions.keys.sorted())")
                 }
             }
+        }
+    }
+
+    /// Moves the fetch positions of `offsets`' partitions back (or forward) to those offsets, e.g. to read
+    /// again what an aborted transaction consumed. Returns at once; the poll thread seeks between two polls,
+    /// drops the records of those partitions it had already fetched (buffered or about to be), and reports
+    /// a `.rewound` event: every record of these partitions after that event is read from the new position.
+    public func rewind(_ offsets: [TopicPartition: Int64]) {
+        guard !offsets.isEmpty else { return }
+        buffer.requestSeek(offsets)
+    }
+
+    /// Poll thread: the seek itself. librdkafka discards what it prefetched for these partitions.
+    private static func seek(_ client: RdKafkaClient, _ offsets: [TopicPartition: Int64]) -> KafkaError? {
+        let entries = offsets.sorted { $0.key < $1.key }.map { ($0.key, Optional($0.value)) }
+        do {
+            try TopicPartitionList.with(entries) { list throws(KafkaError) in
+                if let error = rd_kafka_seek_partitions(client.handle, list, 10_000) {
+                    throw KafkaError(consuming: error, operation: "seeking \(offsets.keys.sorted())")
+                }
+                if let partitionError = TopicPartitionList.firstError(in: list, operation: "seeking") {
+                    throw partitionError
+                }
+            }
+            return nil
+        } catch {
+            return error
         }
     }
 

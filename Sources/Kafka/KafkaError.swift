@@ -86,6 +86,49 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
 }
 
 extension KafkaError {
+    /// What a transactional producer must do after this error.
+    public enum TransactionReaction: Sendable, Equatable {
+        /// Call the same operation again (e.g. a commit that timed out).
+        case retry
+        /// Abort the transaction; then a new one can begin.
+        case abort
+        /// The producer can do nothing more: it was fenced by another producer with the same transactional
+        /// id, the broker does not support transactions, or librdkafka raised a fatal error.
+        case fatal
+    }
+
+    /// Another producer with the same transactional id took over (this one is fenced).
+    public var isFenced: Bool {
+        switch rd_kafka_resp_err_t(rawValue: code) {
+        case RD_KAFKA_RESP_ERR__FENCED, RD_KAFKA_RESP_ERR_PRODUCER_FENCED, RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Codes that mean another producer took over this transactional id, or that transactions cannot work.
+    public var isFencingOrUnsupported: Bool {
+        switch rd_kafka_resp_err_t(rawValue: code) {
+        case RD_KAFKA_RESP_ERR__FENCED, RD_KAFKA_RESP_ERR_PRODUCER_FENCED, RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH,
+             RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR__FATAL,
+             RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION, RD_KAFKA_RESP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT,
+             RD_KAFKA_RESP_ERR__NOT_CONFIGURED, RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// The reaction to an error of a transactional call (`rd_kafka_error_t` flags), or of a delivery report
+    /// inside a transaction (a bare code: the transaction is doomed unless the producer is fenced).
+    public var transactionReaction: TransactionReaction {
+        if isFatal || isFencingOrUnsupported { return .fatal }
+        if requiresTransactionAbort { return .abort }
+        if isRetriable { return .retry }
+        return .abort
+    }
+
     /// An error from a bare response code, as returned by most non-transactional calls and delivery reports.
     init(code: rd_kafka_resp_err_t, operation: String, detail: String? = nil) {
         let name = String(cString: rd_kafka_err2name(code))

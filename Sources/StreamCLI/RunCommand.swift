@@ -137,7 +137,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "JSON field holding the optional second text. [env: MINIRBT_TEXT_PAIR_FIELD] (default: text_pair)")
     var textPairField: String?
 
-    @Option(help: "Transactional id for exactly-once; unique per replica, stable across its restarts. [env: MINIRBT_TRANSACTIONAL_ID] (default: <group>-<host name>)")
+    @Option(help: "Transactional id for exactly-once; unique per replica, stable across its restarts. [env: MINIRBT_TRANSACTIONAL_ID] (default: <group>-<instance id>; exactly-once refuses to start without either)")
     var transactionalId: String?
 
     @Option(name: .customLong("kafka"), help: "A librdkafka property, key=value (repeatable), e.g. --kafka security.protocol=SASL_SSL.")
@@ -365,9 +365,28 @@ struct RunOptions {
         let messageMaxBytes = kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000
         stream.maxRecordBytes = max(4096, messageMaxBytes - 2048)
         if delivery == .exactlyOnce {
-            let host = ProcessInfo.processInfo.hostName
-            producer.transactionalID = try env.value(command.transactionalId, "MINIRBT_TRANSACTIONAL_ID") ?? "\(group)-\(host)"
+            let transactionalID = try Self.transactionalID(
+                explicit: try env.value(command.transactionalId, "MINIRBT_TRANSACTIONAL_ID"),
+                instance: try env.value(command.instanceId, "MINIRBT_INSTANCE_ID"), group: group)
+            producer.transactionalID = transactionalID
+            stream.transactionalID = transactionalID
         }
+    }
+}
+
+extension RunOptions {
+    /// Exactly-once's `transactional.id`: unique to the replica (two producers with one id fence each other)
+    /// and stable across its restarts (so a restart fences its own crashed predecessor and aborts its open
+    /// transaction at once). `--transactional-id`, else `<group>-<instance id>`; neither the host name nor
+    /// the process id qualifies (replicas may share a host name; the pid changes at every restart).
+    static func transactionalID(explicit: String?, instance: String?, group: String) throws -> String {
+        if let explicit { return explicit }
+        if let instance { return "\(group)-\(instance)" }
+        throw ValidationError("""
+            --delivery exactly-once needs a transactional id unique to this replica and stable across its restarts: \
+            set --instance-id (MINIRBT_INSTANCE_ID; the Helm chart sets it to the pod name, stable with a StatefulSet) \
+            to use <group>-<instance id>, or --transactional-id (MINIRBT_TRANSACTIONAL_ID)
+            """)
     }
 }
 

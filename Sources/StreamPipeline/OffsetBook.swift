@@ -8,6 +8,9 @@ final class OffsetBook: Sendable {
         var trackers: [TopicPartition: OffsetTracker] = [:]
         /// The generation of each offset last handed out by `pendingCommits`, for `markCommitted`.
         var commitGenerations: [TopicPartition: UInt64] = [:]
+        /// Partitions being read again after an aborted transaction, until the consumer's `.rewound` event:
+        /// their records fetched before the seek are skipped, and nothing of them is committed meanwhile.
+        var rewinding: Set<TopicPartition> = []
         /// Revocations waiting for a partition's in-flight events to be acknowledged.
         var drainWaiters: [(partitions: Set<TopicPartition>, continuation: CheckedContinuation<Void, Never>)] = []
     }
@@ -58,6 +61,43 @@ final class OffsetBook: Sendable {
         }
     }
 
+    /// Whether an output registered in `generation` may still be published: its partition is still tracked,
+    /// not being rewound, and was not rewound since.
+    func isCurrent(_ partition: TopicPartition, generation: UInt64) -> Bool {
+        state.withLock { state in
+            guard let tracker = state.trackers[partition], !state.rewinding.contains(partition) else { return false }
+            return tracker.generation == generation
+        }
+    }
+
+    func isRewinding(_ partition: TopicPartition) -> Bool {
+        state.withLock { $0.rewinding.contains(partition) }
+    }
+
+    /// After an abort: forgets everything uncommitted of every partition with work since its last commit,
+    /// marks them rewinding, and returns where each must be read again.
+    func beginRewind() -> [TopicPartition: Int64] {
+        let (targets, ready) = state.withLock { state in
+            var targets: [TopicPartition: Int64] = [:]
+            for (partition, tracker) in state.trackers {
+                guard let target = tracker.rewindTarget else { continue }
+                state.trackers[partition]?.rewind()
+                state.rewinding.insert(partition)
+                targets[partition] = target
+            }
+            return (targets, Self.takeDrained(&state))
+        }
+        ready.forEach { $0.resume() }
+        return targets
+    }
+
+    /// The consumer reads `partitions` from their rewind targets now.
+    func finishRewind(_ partitions: some Sequence<TopicPartition>) {
+        state.withLock { state in
+            for partition in partitions { state.rewinding.remove(partition) }
+        }
+    }
+
     func inFlight(_ partition: TopicPartition) -> Int {
         state.withLock { $0.trackers[partition]?.inFlight ?? 0 }
     }
@@ -102,6 +142,7 @@ final class OffsetBook: Sendable {
             for partition in partitions {
                 state.trackers[partition] = nil
                 state.commitGenerations[partition] = nil
+                state.rewinding.remove(partition)
             }
             return Self.takeDrained(&state)
         }

@@ -20,6 +20,8 @@ public struct OffsetTracker: Sendable {
 
     private var pending: Deque<Entry> = []
     private var lastRegistered: Int64?
+    /// The first offset registered in this generation.
+    private var firstRegistered: Int64?
     /// Offset of the next event to read after everything acknowledged so far: what a commit carries.
     public private(set) var committable: Int64?
     /// The last offset committed to the broker, to skip commits that would change nothing.
@@ -40,8 +42,10 @@ public struct OffsetTracker: Sendable {
             pending.removeAll()
             committable = nil
             committed = nil
+            firstRegistered = nil
             generation &+= 1
         }
+        if firstRegistered == nil { firstRegistered = offset }
         lastRegistered = offset
         pending.append(Entry(offset: offset, acknowledged: false))
         return generation
@@ -91,5 +95,24 @@ public struct OffsetTracker: Sendable {
     /// Forgets every in-flight event: the partition was lost and another member will redo the work.
     public mutating func drop() {
         pending.removeAll()
+    }
+
+    /// Where to read again to redo everything not committed: the last committed offset, else the first
+    /// offset registered. Nil when nothing was registered since the last commit.
+    public var rewindTarget: Int64? {
+        guard let lastRegistered else { return nil }
+        if let committed { return lastRegistered >= committed ? committed : nil }
+        return firstRegistered
+    }
+
+    /// Forgets everything since the last commit (an aborted transaction): in-flight events, acknowledged but
+    /// uncommitted ones, and the numbering, in a new generation so late acknowledgements are ignored. The
+    /// partition is then read again from `rewindTarget`.
+    public mutating func rewind() {
+        pending.removeAll()
+        committable = committed
+        lastRegistered = nil
+        firstRegistered = nil
+        generation &+= 1
     }
 }

@@ -59,6 +59,11 @@ final class OutputPublisher: Sendable {
     private let logger: Logger
     private let release: @Sendable (Int) -> Void
     private let abandoned: @Sendable () -> Bool
+    /// Exactly-once: the transactions every batch is published in.
+    private let transactions: TransactionCoordinator?
+    /// Exactly-once: records the broker refused as they were (too large for the topic), by source event, so
+    /// that when the aborted transaction's events are redone they go out as their replacement at once.
+    private let refused = Mutex<[SourceKey: [KafkaError]]>([:])
     /// When the publisher last made progress (a delivery round finished, even a failed one).
     let lastProgress = Mutex(ContinuousClock.now)
     /// The transient error being retried, if any.
@@ -67,7 +72,8 @@ final class OutputPublisher: Sendable {
     let finished = Atomic<Bool>(false)
 
     init(settings: Settings, send: @escaping Send, book: OffsetBook, metrics: PipelineMetrics, logger: Logger,
-         release: @escaping @Sendable (Int) -> Void = { _ in }, abandoned: @escaping @Sendable () -> Bool = { false }) {
+         release: @escaping @Sendable (Int) -> Void = { _ in }, abandoned: @escaping @Sendable () -> Bool = { false },
+         transactions: TransactionCoordinator? = nil) {
         self.settings = settings
         self.send = send
         self.book = book
@@ -75,6 +81,7 @@ final class OutputPublisher: Sendable {
         self.logger = logger
         self.release = release
         self.abandoned = abandoned
+        self.transactions = transactions
     }
 
     private struct Publication {
@@ -87,6 +94,10 @@ final class OutputPublisher: Sendable {
 
     /// Publishes one batch of outputs; returns once every one is acknowledged.
     func publish(_ outputs: [ShardOutput]) async throws(PublishingFailure) {
+        if let transactions {
+            try await publishTransactionally(outputs, in: transactions)
+            return
+        }
         var pending = outputs.map(prepare)
         for output in outputs { await publishShadow(output) }
         var backoff = settings.retryBackoff
@@ -128,20 +139,103 @@ final class OutputPublisher: Sendable {
         retrying.withLock { $0 = nil }
     }
 
+    /// Exactly-once: publishes the batch under one lease of the open transaction. Outputs whose partition was
+    /// rewound or given up since their event was consumed are dropped (the event is redone, or belongs to
+    /// another member now). A record refused as it is gets its replacement within the same transaction; any
+    /// other failure dooms the transaction: the batch is dropped and the coordinator aborts and rewinds.
+    private func publishTransactionally(_ outputs: [ShardOutput], in transactions: TransactionCoordinator)
+        async throws(PublishingFailure) {
+        let lease: TransactionCoordinator.Lease
+        do {
+            lease = try await transactions.acquire()
+        } catch {
+            drop(outputs)
+            throw PublishingFailure.stopped(error.error, topic: settings.outputTopic)
+        }
+        let current = outputs.filter { book.isCurrent($0.record.topicPartition, generation: $0.generation) }
+        if current.count < outputs.count {
+            drop(outputs.filter { !book.isCurrent($0.record.topicPartition, generation: $0.generation) })
+        }
+        guard !current.isEmpty else {
+            await transactions.release(lease, produced: false)
+            return
+        }
+        for output in current { await publishShadow(output) }
+        var pending = current.map(preparePreviouslyRefused)
+        var failure: KafkaError?
+        while !pending.isEmpty, failure == nil {
+            let reports = await deliverReporting(pending.map(\.record))
+            lastProgress.withLock { $0 = .now }
+            var again: [Publication] = []
+            for (publication, report) in zip(pending, reports) {
+                switch report.result {
+                case .success:
+                    refused.withLock { _ = $0.removeValue(forKey: SourceKey(publication.output.record)) }
+                    settle(publication)
+                case .failure where failure != nil:
+                    drop([publication.output])
+                case .failure(let error):
+                    if error.produceFailure == .recordRejected, error.transactionReaction != .fatal,
+                       let replacement = replacement(for: publication, after: error) {
+                        if report.local {
+                            // Refused before it was queued: the transaction is unharmed.
+                            again.append(replacement)
+                            continue
+                        }
+                        // The broker refused it: the transaction must abort, and the redo sends the replacement.
+                        refused.withLock { $0[SourceKey(publication.output.record), default: []].append(error) }
+                    }
+                    failure = error
+                    drop([publication.output])
+                }
+            }
+            if failure != nil { drop(again.map(\.output)) } else { pending = again }
+        }
+        await transactions.release(lease, produced: true, failure: failure)
+        if let failure, failure.produceFailure == .permanent, failure.transactionReaction != .fatal {
+            throw PublishingFailure.stopped(failure, topic: pending.first?.record.topic ?? settings.outputTopic)
+        }
+    }
+
+    /// The publication of `output`, replaced as often as the broker refused it in aborted transactions.
+    private func preparePreviouslyRefused(_ output: ShardOutput) -> Publication {
+        var publication = prepare(output)
+        let errors = refused.withLock { $0[SourceKey(output.record)] } ?? []
+        for error in errors {
+            guard let replaced = replacement(for: publication, after: error) else { break }
+            publication = replaced
+        }
+        return publication
+    }
+
+    /// Outputs that will not be published: their events stay uncommitted and are redone.
+    private func drop(_ outputs: [ShardOutput]) {
+        guard !outputs.isEmpty else { return }
+        release(outputs.reduce(0) { $0 + $1.size })
+    }
+
     /// Enqueues every record, then waits for all their delivery reports (an enqueue error is the report).
     private func deliver(_ records: [ProducerRecord]) async -> [Result<DeliveryReport, KafkaError>] {
+        await deliverReporting(records).map(\.result)
+    }
+
+    /// The same, telling which failures happened before the record was queued (`local`).
+    private func deliverReporting(_ records: [ProducerRecord]) async -> [(result: Result<DeliveryReport, KafkaError>, local: Bool)] {
         let collector = DeliveryCollector(count: records.count)
+        var local = Set<Int>()
         for (index, record) in records.enumerated() {
             do {
                 try await send(record) { collector.set(index, $0) }
             } catch let error as KafkaError {
+                local.insert(index)
                 collector.set(index, .failure(error))
             } catch {
+                local.insert(index)
                 collector.set(index, .failure(KafkaError(code: 0, name: "_UNKNOWN", message: "\(error)",
                                                          operation: "sending to topic \(record.topic)")))
             }
         }
-        return await collector.results()
+        return await collector.results().enumerated().map { (result: $0.element, local: local.contains($0.offset)) }
     }
 
     private func settle(_ publication: Publication) {
@@ -347,6 +441,17 @@ private final class DeliveryCollector: Sendable {
             state.results.map { $0 ?? .failure(KafkaError(code: 0, name: "_UNKNOWN", message: "no delivery report",
                                                           operation: "publishing")) }
         }
+    }
+}
+
+/// An event's source coordinates.
+struct SourceKey: Hashable, Sendable {
+    let partition: TopicPartition
+    let offset: Int64
+
+    init(_ record: ConsumerRecord) {
+        partition = record.topicPartition
+        offset = record.offset
     }
 }
 

@@ -46,6 +46,8 @@ public struct StreamSettings: Sendable {
     public var stallTimeout = Duration.seconds(120)
     /// First pause between retries of a transient publishing error (doubling up to 5 s).
     public var retryBackoff = Duration.milliseconds(100)
+    /// Exactly-once: the producer's `transactional.id`, named in messages about fencing.
+    public var transactionalID = ""
     /// Check at start-up that the output and dead-letter topics exist.
     public var checkTopicsAtStart = true
 
@@ -86,7 +88,9 @@ public final class StreamService: Service, Sendable {
     private let router: PartitionRouter
     private let book: OffsetBook
     private let budget: ByteBudget
-    private let transactions: TransactionGate?
+    private let transactions: TransactionCoordinator?
+    /// Exactly-once: the fatal transaction error that stopped the service (fenced, unsupported).
+    private let transactionFailure: FirstError
     private let statusState = Mutex(StreamStatus())
     /// When the consumer loop last received an event.
     private let consumerProgress = Mutex(ContinuousClock.now)
@@ -104,7 +108,8 @@ public final class StreamService: Service, Sendable {
         self.deployment = deployment
         self.metrics = metrics
         self.logger = logger
-        self.stopRequest = AsyncStream.makeStream()
+        let stopRequest = AsyncStream<Void>.makeStream()
+        self.stopRequest = stopRequest
         let book = OffsetBook()
         self.book = book
         let abandoned = AtomicFlag()
@@ -124,8 +129,6 @@ public final class StreamService: Service, Sendable {
         self.router = router
         let budget = ByteBudget(limit: settings.maxBufferedBytes)
         self.budget = budget
-        let transactions = settings.delivery == .exactlyOnce ? TransactionGate(producer: producer) : nil
-        self.transactions = transactions
         let shards = (0..<max(1, settings.shards)).map { index in
             InferenceShard(index: index, settings: settings.shard, deployment: deployment, metrics: metrics,
                            logger: logger) { shard in
@@ -133,16 +136,31 @@ public final class StreamService: Service, Sendable {
             }
         }
         self.shards = shards
+        let transactionFailure = FirstError()
+        self.transactionFailure = transactionFailure
+        var transactions: TransactionCoordinator?
+        if settings.delivery == .exactlyOnce {
+            let stop = stopRequest.continuation
+            transactions = TransactionCoordinator(
+                producer: producer, consumer: consumer, book: book, transactionalID: settings.transactionalID,
+                logger: logger,
+                dropQueued: { partitions in
+                    let dropped = shards.flatMap { $0.drop(partitions) }
+                    if budget.release(dropped.reduce(0) { $0 + $1.size }) { router.setOverBudget(false) }
+                    metrics.bufferedBytes(budget.used)
+                },
+                onFatal: { error in
+                    transactionFailure.record(error)
+                    stop.finish()
+                })
+        }
+        self.transactions = transactions
         let publisherSettings = OutputPublisher.Settings(
             outputTopic: settings.outputTopic, deadLetterTopic: settings.deadLetterTopic,
             shadowTopic: settings.shadowTopic, versionHeader: settings.versionHeader,
             maxRecordBytes: settings.maxRecordBytes, retryBackoff: settings.retryBackoff)
         let send: OutputPublisher.Send = { record, onDelivery in
-            if let transactions {
-                try await transactions.send(record, onDelivery: onDelivery)
-            } else {
-                try await producer.enqueue(record, onDelivery: onDelivery)
-            }
+            try await producer.enqueue(record, onDelivery: onDelivery)
         }
         publishers = shards.map { _ in
             OutputPublisher(settings: publisherSettings, send: send, book: book, metrics: metrics, logger: logger,
@@ -150,11 +168,17 @@ public final class StreamService: Service, Sendable {
                                 if budget.release(bytes) { router.setOverBudget(false) }
                                 metrics.bufferedBytes(budget.used)
                             },
-                            abandoned: { abandoned.isSet })
+                            abandoned: { abandoned.isSet }, transactions: transactions)
         }
     }
 
     public var status: StreamStatus { statusState.withLock { $0 } }
+
+    /// Exactly-once: transactions committed and aborted so far; nil with at-least-once.
+    public func transactionCounts() async -> (committed: Int, aborted: Int)? {
+        guard let transactions else { return nil }
+        return (await transactions.commits, await transactions.aborts)
+    }
 
     /// The most bytes of consumed records held at once since start (see `maxBufferedBytes`).
     public var peakBufferedBytes: Int { budget.peak }
@@ -262,10 +286,24 @@ public final class StreamService: Service, Sendable {
         logger.info("stopped", metadata: ["consumed": "\(metrics.snapshot.consumed)",
                                           "produced": "\(metrics.snapshot.produced)",
                                           "dead_lettered": "\(metrics.snapshot.deadLettered)"])
+        if let fatal = transactionFailure.value {
+            throw StreamServiceError(description: Self.explainFatal(fatal, transactionalID: settings.transactionalID))
+        }
         if let failure = publishFailure.withLock({ $0 }) {
             throw StreamServiceError(description: "stopped: \(failure); what was published is committed, the rest will be redone after the cause is fixed")
         }
         if let consumerFailure { throw consumerFailure }
+    }
+
+    /// The message a fatal transaction error stops the service with.
+    static func explainFatal(_ error: KafkaError, transactionalID: String) -> String {
+        if error.isFenced {
+            return "stopped: this replica's producer was fenced: another producer started with transactional.id '\(transactionalID)' "
+                + "(two replicas given the same --transactional-id or --instance-id, or a newer instance of this replica). "
+                + "Its open transaction is aborted; what it had not committed is redone by the partitions' next owner. (\(error))"
+        }
+        return "stopped: exactly-once cannot go on with transactional.id '\(transactionalID)': \(error). "
+            + "What was committed stays committed; the rest is redone by the partitions' next owner."
     }
 
     /// The topics the service writes must exist: producing to a missing one fails only after
@@ -347,16 +385,33 @@ public final class StreamService: Service, Sendable {
             case .lost(let partitions):
                 let lost = Set(partitions)
                 logger.warning("partitions lost; dropping their in-flight work", metadata: ["partitions": "\(partitions.sorted())"])
-                let dropped = shards.flatMap { $0.drop(lost) }
-                releaseBudget(dropped.reduce(0) { $0 + $1.size })
-                book.remove(lost)
+                if let transactions {
+                    // The open transaction may hold their results: abort it, redo the other partitions.
+                    await transactions.abortForLostPartitions(lost)
+                } else {
+                    let dropped = shards.flatMap { $0.drop(lost) }
+                    releaseBudget(dropped.reduce(0) { $0 + $1.size })
+                    book.remove(lost)
+                }
                 forget(lost)
+            case .rewound(let offsets, let failure):
+                let assigned = Set(router.assigned)
+                let rewound = Set(offsets.keys).intersection(assigned)
+                if let failure, !rewound.isEmpty {
+                    // Reading on from where the consumer is would skip the aborted events.
+                    throw StreamServiceError(description: "could not rewind \(rewound.sorted()) after an aborted transaction: \(failure)")
+                }
+                book.finishRewind(rewound)
+                logger.info("partitions rewound after an aborted transaction; reading them again",
+                            metadata: ["partitions": "\(rewound.sorted())"])
             }
         }
     }
 
     private func route(_ record: ConsumerRecord) {
         let partition = record.topicPartition
+        // Fetched before the rewind that follows an aborted transaction: it is read again after the seek.
+        if book.isRewinding(partition) { return }
         metrics.consumed()
         let generation = book.register(partition, offset: record.offset)
         let size = record.payloadSize
@@ -388,8 +443,17 @@ public final class StreamService: Service, Sendable {
             logger.warning("revocation drain timed out; uncommitted events will be redone by the next owner",
                            metadata: ["partitions": "\(partitions.sorted())"])
         }
-        await commitPending(partitions)
-        book.remove(partitions)
+        if let transactions {
+            // Commits every partition's settled results and offsets, then drops the revoked partitions'
+            // remaining work inside the same turn: nothing of theirs can enter a later transaction.
+            await transactions.commitBeforeRevocation(partitions)
+        } else {
+            await commitPending(partitions)
+            book.remove(partitions)
+            // What the drain left queued is the next owner's to redo.
+            let dropped = shards.flatMap { $0.drop(partitions) }
+            releaseBudget(dropped.reduce(0) { $0 + $1.size })
+        }
         forget(partitions)
     }
 
@@ -477,20 +541,30 @@ public final class StreamService: Service, Sendable {
     }
 
     private func commitPending(_ partitions: Set<TopicPartition>? = nil) async {
+        if let transactions {
+            await transactions.commit()
+            return
+        }
         do {
-            if let transactions {
-                try await transactions.commit(offsets: { self.book.pendingCommits(for: partitions) },
-                                              consumer: consumer) { self.book.markCommitted($0) }
-            } else {
-                let offsets = book.pendingCommits(for: partitions)
-                guard !offsets.isEmpty else { return }
-                try await consumer.commit(offsets)
-                book.markCommitted(offsets)
-            }
+            let offsets = book.pendingCommits(for: partitions)
+            guard !offsets.isEmpty else { return }
+            try await consumer.commit(offsets)
+            book.markCommitted(offsets)
         } catch {
             statusState.withLock { $0.lastError = "commit failed: \(error)" }
             logger.warning("commit failed; will retry", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+/// The first error recorded, shared by reference.
+final class FirstError: Sendable {
+    private let state = Mutex<KafkaError?>(nil)
+
+    var value: KafkaError? { state.withLock { $0 } }
+
+    func record(_ error: KafkaError) {
+        state.withLock { if $0 == nil { $0 = error } }
     }
 }
 

@@ -124,6 +124,8 @@ final class GroupMember: Sendable {
                     acknowledgement.acknowledge()
                 case .lost(let partitions):
                     ledger.update { $0.owned[name, default: []].subtract(partitions) }
+                case .rewound:
+                    break
                 }
             }
         }

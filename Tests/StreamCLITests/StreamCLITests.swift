@@ -64,6 +64,8 @@ import Testing
             (["--input-topic", "t", "--model", "m", "--max-batch", "0"], [:], "at least 1"),
             (["--input-topic", "t", "--registry", "/r"], [:], "--deployment"),
             (["--input-topic", "t", "--model", "m", "--kafka", "no-equals-sign"], [:], "no-equals-sign"),
+            // No stable per-replica identity: the host name is not one (replicas may share it).
+            (["--input-topic", "t", "--model", "m", "--delivery", "exactly-once"], [:], "--instance-id"),
         ]
         for (arguments, environment, expected) in cases {
             let command = try RunCommand.parse(arguments)
@@ -107,6 +109,14 @@ import Testing
         let options = try RunOptions(command, environment: [:])
         #expect(options.producer.transactionalID == "g-replica-0")
         #expect(options.stream.delivery == .exactlyOnce)
+        // Derived from the instance id (the chart's pod name), flag or variable.
+        let derived = try RunOptions(try RunCommand.parse(["--input-topic", "t", "--model", "m", "--delivery", "exactly-once",
+                                                           "--group", "g"]),
+                                     environment: ["MINIRBT_INSTANCE_ID": "minirbt-stream-2"])
+        #expect(derived.producer.transactionalID == "g-minirbt-stream-2")
+        #expect(derived.stream.transactionalID == "g-minirbt-stream-2")
+        let atLeastOnce = try RunOptions(try RunCommand.parse(["--input-topic", "t", "--model", "m"]), environment: [:])
+        #expect(atLeastOnce.producer.transactionalID == nil)
     }
 }
 
