@@ -8,10 +8,10 @@ source scripts/env.sh
 
 bash scripts/setup.sh
 
-echo "[test] static checks of docker/ and helm/"
-python3 -c 'import yaml, jsonschema' 2>/dev/null || python3 -m pip install -q pyyaml jsonschema
-python3 scripts/check-deploy.py
-python3 scripts/check-deploy.py --self-test
+echo "[test] static checks of docker/ and helm/: helm lint and template, kubernetes-validate, hadolint"
+deploy_python="$(bash scripts/deploy-tools.sh)"
+"$deploy_python" scripts/check-deploy.py
+"$deploy_python" scripts/check-deploy.py --self-test
 
 export MINIRBT_BROKER_STATE="${MINIRBT_BROKER_STATE:-$(mktemp -d)}"
 MINIRBT_TEST_BROKERS="$(bash scripts/broker.sh start)"
