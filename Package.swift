@@ -60,7 +60,7 @@ let package = Package(
                                .product(name: "Crypto", package: "swift-crypto"),
                                .product(name: "Logging", package: "swift-log")]),
 
-        // The streaming service: consumer loop → router → shards → sequencer → producer → offset tracker.
+        // The streaming service: consumer loop → router → shards → publishers → offset book → commits.
         .target(name: "StreamPipeline",
                 dependencies: ["MiniRBT", "Kafka", "ModelControl",
                                .product(name: "DequeModule", package: "swift-collections"),
