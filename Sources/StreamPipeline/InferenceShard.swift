@@ -164,6 +164,8 @@ final class InferenceShard: Sendable {
         let events = indices.compactMap { try? decoded[$0].get() }
         do {
             let predictions = try predictor.predict(events, with: model)
+            // Counted under the version that made them: a shadow candidate's predictions too.
+            metrics.predictions(predictions, version: model.identity.version)
             let now = ContinuousClock.now
             for ((index, event), prediction) in zip(zip(indices, events), predictions) {
                 let item = batch[index]
