@@ -152,7 +152,10 @@ struct RunCommand: AsyncParsableCommand {
         logger.logLevel = options.logLevel
 
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // Confidences live in [0, 1]: the backend's default value buckets start at 5.
+        factory.valueHistogramBuckets = PipelineMetrics.valueHistogramBuckets
+        MetricsSystem.bootstrap(factory)
 
         for variable in options.ignoredKafkaVariables {
             if variable.isServiceLink {
