@@ -30,6 +30,7 @@ public final class PipelineMetrics: Sendable {
     /// Prometheus factory's `valueHistogramBuckets`) should be given these.
     public static let valueHistogramBuckets: [String: [Double]] = [
         "minirbt_prediction_confidence": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1],
+        "minirbt_input_tokens": [8, 16, 32, 64, 96, 128, 192, 256, 384, 512],
     ]
 
     /// - Parameter factory: the metrics backend; nil for the one `MetricsSystem.bootstrap` installed.
@@ -92,6 +93,14 @@ public final class PipelineMetrics: Sendable {
                                       aggregate: true, factory: factory)
             for score in scores { confidence.record(Double(score)) }
         }
+        let lengths = Recorder(label: "minirbt_input_tokens", dimensions: [("version", version)], aggregate: true,
+                               factory: factory)
+        for prediction in predictions { lengths.record(prediction.tokens) }
+        Counter(label: "minirbt_tokens_total", dimensions: [("version", version)], factory: factory)
+            .increment(by: predictions.reduce(0) { $0 + $1.tokens })
+        // Created at 0 like the truncations, so the [UNK] share (unknown / tokens) is always defined.
+        Counter(label: "minirbt_unknown_tokens_total", dimensions: [("version", version)], factory: factory)
+            .increment(by: predictions.reduce(0) { $0 + $1.unknownTokens })
         let truncatedCounter = Counter(label: "minirbt_truncated_total", dimensions: [("version", version)],
                                        factory: factory)
         // Created (and exported at 0) even when nothing was truncated, so the ratio to predictions is defined.

@@ -10,6 +10,10 @@ public struct Prediction: Sendable, Equatable {
     public var entities: [Entity]?
     public var embedding: [Float]?
     public var truncated: Bool
+    /// Tokens the model saw (special tokens included), and how many of them were `[UNK]`: for the
+    /// per-version input metrics, not part of the result.
+    public var tokens = 0
+    public var unknownTokens = 0
 }
 
 /// The precision a prepared session runs in, against the one asked for.
@@ -69,6 +73,17 @@ public final class Predictor {
         let encodings = events.map { model.tokenizer.encode($0.text, pair: $0.textPair, maxLength: length) }
         let inputs = encodings.map { ModelInput(inputIDs: $0.inputIDs, tokenTypeIDs: $0.tokenTypeIDs) }
         let session = try session(for: model.model, samples: inputs)
+        var predictions = try predict(inputs, encodings: encodings, with: model, session: session)
+        let unknown = model.tokenizer.vocabulary.unknownID
+        for index in predictions.indices {
+            predictions[index].tokens = encodings[index].inputIDs.count
+            predictions[index].unknownTokens = encodings[index].inputIDs.reduce(0) { $0 + ($1 == unknown ? 1 : 0) }
+        }
+        return predictions
+    }
+
+    private func predict(_ inputs: [ModelInput], encodings: [Encoding], with model: LoadedModel,
+                         session: InferenceSession) throws -> [Prediction] {
         switch model.model.task {
         case .sequenceClassification:
             return try session.classify(inputs).enumerated().map { index, result in

@@ -105,6 +105,26 @@ final class RecordingMetricsFactory: MetricsFactory, Sendable {
         #expect(factory.count("minirbt_truncated_total", ["version": "v2"]) == 0)
     }
 
+    /// Token lengths per prediction, and the [UNK] share as two counters (both exported at 0).
+    @Test func tokensAndUnknownTokensAreCountedByVersion() throws {
+        let factory = RecordingMetricsFactory()
+        let metrics = PipelineMetrics(factory: factory)
+        var short = prediction("positive", 0.9), long = prediction("negative", 0.8)
+        (short.tokens, short.unknownTokens) = (12, 0)
+        (long.tokens, long.unknownTokens) = (128, 3)
+        metrics.predictions([short, long], version: "v1")
+        #expect(factory.values("minirbt_input_tokens", ["version": "v1"]) == [12, 128])
+        #expect(factory.count("minirbt_tokens_total", ["version": "v1"]) == 140)
+        #expect(factory.count("minirbt_unknown_tokens_total", ["version": "v1"]) == 3)
+
+        // Through the predictor: two words outside the vocabulary are one [UNK] each between [CLS] and [SEP].
+        let model = try LoadedModel.load(directory: Self.modelsRoot.appendingPathComponent("v1"))
+        let predicted = try Predictor().predict([TextEvent(text: "房间很干净"), TextEvent(text: "ǂǂ ʬʬ")],
+                                                with: model)
+        #expect(predicted[0].tokens == 7 && predicted[0].unknownTokens == 0)
+        #expect(predicted[1].tokens == 4 && predicted[1].unknownTokens == 2)
+    }
+
     /// Models without a label (token classification, embeddings) are counted under an empty label, and add no
     /// confidence values.
     @Test func unlabelledPredictionsAreCountedWithoutConfidence() {
