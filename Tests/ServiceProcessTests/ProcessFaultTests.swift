@@ -1,0 +1,257 @@
+import Foundation
+import Kafka
+import KafkaTestSupport
+import StreamPipeline
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Process-level faults against a real broker, the real binary and the real model: a crash of the service
+/// (kill -9) in at-least-once mode, and a broker frozen (SIGSTOP) for longer than the producer's
+/// `message.timeout.ms`.
+@Suite(.serialized) struct ProcessFaultTests {
+    // MARK: kill -9, at-least-once
+
+    @Test("at-least-once: kill -9 mid-stream, restart: nothing lost, duplicates only among published-but-uncommitted events",
+          .enabled(if: E2EFixtures.sharedDataPresent, "needs ../shared/models and ../shared/data"),
+          .timeLimit(.minutes(6)))
+    func killNineAtLeastOnce() async throws {
+        try ProductBinaries.require()
+        let input = try await TestBroker.createTopic("e2e-k9-in", partitions: 4)
+        let output = try await TestBroker.createTopic("e2e-k9-out", partitions: 2)
+        let dlq = try await TestBroker.createTopic("e2e-k9-dlq", partitions: 1)
+        let group = TestBroker.uniqueTopic("e2e-k9-group")
+        let arguments = E2EFixtures.runArguments(
+            input: input, output: output, dlq: dlq, group: group,
+            extra: ["--model", E2EFixtures.modelDirectory("v2").path,
+                    // The killed member never leaves the group: let the group drop it after 10 s, not 45.
+                    "--kafka", "session.timeout.ms=10000"])
+
+        try await withE2EScope { scope in
+            let feed = try scope.feed(topic: input, malformedEvery: 25)
+            let recorder = try await scope.recorder(results: output, deadLetters: dlq)
+            try await feed.send(count: 60)
+            let first = try scope.stream("k9-first", arguments)
+            try await recorder.wait(for: "the first instance's first outputs", timeout: .seconds(120),
+                                    progress: { "\($0.count) outputs\n\(first.logTail())" }) { $0.count >= 20 }
+            feed.startStreaming(pacing: .milliseconds(60), limit: 320, answered: { recorder.outputs.count })
+            // Kill while the stream flows: a few more outputs after the stream started.
+            let atStream = recorder.outputs.count
+            try await recorder.wait(for: "outputs while the stream flows", timeout: .seconds(120),
+                                    progress: { "\($0.count) outputs\n\(first.logTail())" }) { $0.count >= atStream + 15 }
+
+            first.kill()
+            #expect(try await first.waitForExit(timeout: .seconds(10)) == .signalled(SIGKILL))
+
+            // The in-flight window: what the group had committed when the service died, and every output the
+            // killed instance had published by then (read to the end of the output topics with sentinels).
+            let admin = try KafkaAdmin(configuration: TestBroker.kafka, logger: TestBroker.logger)
+            let committed = Dictionary(uniqueKeysWithValues: try await admin.consumerGroupLag(groupID: group, topic: input)
+                .map { ($0.topicPartition.partition, $0.committed) })
+            let firstOutputs = try await Self.readToEnd(recorder, topics: [output: 2, dlq: 1], kafka: TestBroker.kafka)
+            // Published by the killed instance but at or after its partition's committed offset: the only events
+            // a restart may legitimately redo.
+            let uncommittedPublished = Set(firstOutputs.all.compactMap { output -> String? in
+                guard let source = output.result?.source ?? output.deadLetter?.source else { return nil }
+                let mark = committed[source.partition] ?? nil
+                return mark.map { source.offset >= $0 } ?? true ? output.eventID : nil
+            })
+
+            let second = try scope.stream("k9-second", arguments)
+            let restarted = ContinuousClock.now
+            let sent = try await feed.finishStreaming()
+            let outputs = try await recorder.wait(
+                for: "an output for each of the \(sent.count) events after the restart", timeout: .seconds(240),
+                progress: { outputs in
+                    let missing = outputs.missing(sent)
+                    return "\(missing.count) events without output: \(missing.idList)\n\(second.logTail())"
+                }) { $0.coversAll(sent) }
+            let caughtUp = ContinuousClock.now - restarted
+
+            let lost = outputs.missing(sent)
+            let duplicates = outputs.duplicated(sent)
+            let deadLetters = outputs.all.filter { $0.deadLetter != nil }.count
+            let outsideWindow = duplicates.filter { !uncommittedPublished.contains($0.id) }
+            print("[fault] kill -9 (at-least-once): sent \(sent.count), delivered \(outputs.all.count), lost \(lost.count), "
+                  + "duplicates \(duplicates.count), dead letters \(deadLetters) (expected \(sent.filter(\.malformed).count)); "
+                  + "killed with \(firstOutputs.all.count) outputs published, committed offsets \(committed.sorted { $0.key < $1.key }.map { "p\($0.key)=\($0.value.map(String.init) ?? "none")" }.joined(separator: " ")), "
+                  + "in-flight window (published, not committed) \(uncommittedPublished.count); "
+                  + "restart → all outputs in \(caughtUp)")
+
+            let undecodable = outputs.undecodable.filter { !($0.keyText ?? "").hasPrefix("sentinel-") }
+            #expect(undecodable.isEmpty, "\(undecodable.count) outputs are neither results nor dead letters")
+            #expect(lost.isEmpty, "\(lost.count) events lost: \(lost.idList)")
+            for event in sent {
+                let kinds = (outputs.byEventID[event.id] ?? []).map { $0.deadLetter != nil ? "dead letter" : "result" }
+                let expected = event.malformed ? "dead letter" : "result"
+                #expect(kinds.allSatisfy { $0 == expected }, "\(event.id) should have a \(expected), got \(kinds)")
+            }
+            // The bound: a duplicate is an event the killed instance published but whose offset it had not
+            // committed; so duplicates ≤ that window, and an event committed before the kill is never redone.
+            #expect(outsideWindow.isEmpty,
+                    "events redone although committed (or never published) before the kill: \(outsideWindow.idList)")
+            #expect(duplicates.count <= uncommittedPublished.count)
+            // Nothing is output three times: one kill, one redo at most.
+            let thrice = sent.filter { (outputs.byEventID[$0.id]?.count ?? 0) > 2 }
+            #expect(thrice.isEmpty, "events output more than twice: \(thrice.idList)")
+
+            second.terminate()
+            #expect(try await second.waitForExit(timeout: .seconds(40)) == .exited(0), "\(second.logTail())")
+        }
+    }
+
+    // MARK: broker frozen past message.timeout.ms
+
+    @Test("at-least-once: broker SIGSTOPped past message.timeout.ms, then SIGCONT: not ready meanwhile, recovers without restart, nothing lost or dead-lettered",
+          .enabled(if: E2EFixtures.sharedDataPresent, "needs ../shared/models and ../shared/data"),
+          .timeLimit(.minutes(6)), arguments: [true, false])
+    func brokerFrozenPastMessageTimeout(idempotence: Bool) async throws {
+        try ProductBinaries.require()
+        let broker = try FaultBroker()
+        defer { broker.stop() }
+        let messageTimeout = Duration.milliseconds(5000)
+        let input = try await broker.createTopic("e2e-freeze-in", partitions: 4)
+        let output = try await broker.createTopic("e2e-freeze-out", partitions: 2)
+        let dlq = try await broker.createTopic("e2e-freeze-dlq", partitions: 1)
+        let group = TestBroker.uniqueTopic("e2e-freeze-group")
+        let metricsPort = try FaultNet.freeLoopbackPort()
+        let arguments = ["run", "--brokers", broker.bootstrapServers, "--group", group, "--input-topic", input,
+                         "--output-topic", output, "--dlq-topic", dlq, "--shards", "2", "--max-batch", "8",
+                         "--metrics-port", "\(metricsPort)", "--metrics-host", "127.0.0.1",
+                         "--model", E2EFixtures.modelDirectory("v2").path,
+                         "--kafka", "message.timeout.ms=\(messageTimeout.components.seconds * 1000)",
+                         "--kafka", "enable.idempotence=\(idempotence)"]
+        func readyz() -> (code: Int, body: String)? { FaultNet.httpStatus(port: metricsPort, path: "/readyz") }
+
+        let feed = try FaultFeed(kafka: broker.kafka(client: "fault-feed"), topic: input)
+        let recorder = try await FaultRecorder(kafka: broker.kafka(client: "fault-recorder"),
+                                               resultTopic: output, deadLetterTopic: dlq)
+        try await withE2EScope { scope in
+            // A backlog big enough that the service still has events to infer and publish when the broker
+            // freezes (a debug build needs up to ~0.2 s per event per shard).
+            try await feed.send(count: 160)
+            let service = try scope.stream("freeze", arguments)
+            try await recorder.wait(for: "the first outputs", timeout: .seconds(120),
+                                    progress: { "\($0.count) outputs\n\(service.logTail())" }) { $0.count >= 12 }
+            try await Self.waitFor("/readyz 200 before the freeze", timeout: .seconds(30), service) { readyz()?.code == 200 }
+            let beforeFreeze = recorder.outputs.count
+            let logBefore = service.log.count
+
+            broker.freeze()
+            let frozen = ContinuousClock.now
+            // The stall as the service sees it: a delivery times out (message.timeout.ms), the publisher
+            // retries and /readyz turns non-200.
+            var stallReason = ""
+            try await Self.waitFor("/readyz non-200 while the broker is frozen", timeout: .seconds(60), service) {
+                guard let answer = readyz(), answer.code != 200 else { return false }
+                stallReason = "\(answer.code) \(answer.body)"
+                return true
+            }
+            let notReadyAfter = ContinuousClock.now - frozen
+            try await Self.waitFor("a publishing retry in the log", timeout: .seconds(60), service) {
+                String(service.log.dropFirst(logBefore)).contains("publishing failed transiently")
+            }
+            let retryLoggedAfter = ContinuousClock.now - frozen
+            let frozenFor = ContinuousClock.now - frozen
+            #expect(frozenFor > messageTimeout, "the freeze must outlast message.timeout.ms")
+            let duringStall = recorder.outputs.count
+
+            broker.thaw()
+            let thawed = ContinuousClock.now
+            // Ready again, or (the behaviour seen with the idempotent producer on Tansu 0.6) the service
+            // stops on PRODUCER_FENCED after the delivery timeouts: then restart it, as an orchestrator would,
+            // and still check that nothing was lost.
+            try await Self.waitFor("/readyz 200 (or an exit) after SIGCONT", timeout: .seconds(120), nil) {
+                service.exit != nil || readyz()?.code == 200
+            }
+            var restartedAfter: Duration?
+            if let exit = service.exit {
+                let fenced = service.log.contains("PRODUCER_FENCED")
+                withKnownIssue("after a broker stall past message.timeout.ms the service exits instead of recovering (idempotence \(idempotence))",
+                               isIntermittent: true) {
+                    Issue.record("the service ended (\(exit)) after SIGCONT instead of recovering; PRODUCER_FENCED in its log: \(fenced)\n\(service.logTail(12))")
+                }
+                print("[fault] service exited (\(exit)) after SIGCONT (PRODUCER_FENCED: \(fenced)); restarting it")
+                let restarted = try scope.stream("freeze-restarted", arguments)
+                try await Self.waitFor("/readyz 200 after the restart", timeout: .seconds(120), restarted) { readyz()?.code == 200 }
+                restartedAfter = ContinuousClock.now - thawed
+            }
+            let readyAgain = ContinuousClock.now - thawed
+            let sent = feed.sent
+            let outputs = try await recorder.wait(
+                for: "an output for each of the \(sent.count) events after the thaw", timeout: .seconds(240),
+                progress: { "\($0.missing(sent).count) events without output: \($0.missing(sent).idList)\n\(service.logTail())" }
+            ) { $0.coversAll(sent) }
+            let allOutputs = ContinuousClock.now - thawed
+
+            let lost = outputs.missing(sent)
+            let duplicates = outputs.duplicated(sent)
+            let deadLetters = outputs.all.filter { $0.deadLetter != nil }
+            let stallLog = String(service.log.dropFirst(logBefore))
+            let retryLines = stallLog.components(separatedBy: "publishing failed transiently").count - 1
+            print("[fault] idempotence \(idempotence): broker SIGSTOP \(frozenFor) (message.timeout.ms=\(messageTimeout)): sent \(sent.count), "
+                  + "delivered \(outputs.all.count), lost \(lost.count), duplicates \(duplicates.count), "
+                  + "dead letters \(deadLetters.count); outputs before freeze \(beforeFreeze), at thaw \(duringStall); "
+                  + "/readyz non-200 \(notReadyAfter) after SIGSTOP (\(stallReason)), first retry logged after \(retryLoggedAfter), "
+                  + "\(retryLines) retry lines; recovery after SIGCONT: /readyz 200 in \(readyAgain), all outputs in \(allOutputs); service restart needed: \(restartedAfter.map { "yes (\($0) after SIGCONT)" } ?? "no")")
+
+            if restartedAfter == nil {
+                #expect(service.exit == nil, "the service must ride out the stall without a restart\n\(service.logTail())")
+            }
+            #expect(outputs.undecodable.isEmpty)
+            #expect(lost.isEmpty, "\(lost.count) events lost: \(lost.idList)")
+            #expect(deadLetters.isEmpty, "good events dead-lettered: \(deadLetters.prefix(5).map { "\($0.eventID): \($0.deadLetter!.error.code) \($0.deadLetter!.error.message)" })")
+            if !duplicates.isEmpty {
+                // A produce request the broker received before it froze may have been appended although its
+                // delivery timed out on our side; the retry then writes the result again (no idempotence).
+                print("[fault] duplicates after the freeze: \(duplicates.idList)")
+            }
+
+            if restartedAfter == nil {
+                service.terminate()
+                #expect(try await service.waitForExit(timeout: .seconds(40)) == .exited(0), "\(service.logTail())")
+            }
+        }
+        await feed.close()
+        await recorder.close()
+    }
+
+    // MARK: helpers
+
+    /// Polls `condition` (an observation of an external process: its HTTP port or its log) until it holds;
+    /// throws after `timeout` or when the service ends first.
+    static func waitFor(_ what: String, timeout: Duration, _ service: ServiceProcess?,
+                        _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !condition() {
+            if let service, let exit = service.exit { throw E2EFailure("\(service.name) ended (\(exit)) before \(what)\n\(service.logTail())") }
+            guard ContinuousClock.now < deadline else { throw E2EFailure("no \(what) within \(timeout)\n\(service?.logTail() ?? "")") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// Appends a sentinel to every partition of `topics` (name: partition count) and waits until the recorder
+    /// read each: everything published before is read too. Returns the outputs without the sentinels.
+    static func readToEnd(_ recorder: OutputRecorder, topics: [String: Int32], kafka: KafkaConfiguration) async throws -> Outputs {
+        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: TestBroker.logger)
+        let tag = "sentinel-\(UUID().uuidString.prefix(8))"
+        var expected = 0
+        for (topic, partitions) in topics {
+            for partition in 0..<partitions {
+                _ = try await producer.send(ProducerRecord(topic: topic, partition: partition, key: Array(tag.utf8),
+                                                           value: Array(tag.utf8)))
+                expected += 1
+            }
+        }
+        await producer.close()
+        let sentinels = expected
+        let outputs = try await recorder.wait(for: "the sentinels at the end of the output topics", timeout: .seconds(60)) {
+            $0.undecodable.filter { $0.keyText == tag }.count >= sentinels
+        }
+        var clean = Outputs(resultTopic: outputs.resultTopic)
+        for output in outputs.all { clean.append(output.record) }
+        for record in outputs.undecodable where record.keyText != tag { clean.append(record) }
+        return clean
+    }
+}
