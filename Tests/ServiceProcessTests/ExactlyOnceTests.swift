@@ -123,7 +123,7 @@ import Testing
             second.terminate()
             #expect(try await first.waitForExit(timeout: .seconds(40)) == .exited(0), "\(first.logTail())")
             #expect(try await second.waitForExit(timeout: .seconds(40)) == .exited(0), "\(second.logTail())")
-            let outputs = try await readToEnd(recorder, topics: [output: 2, dlq: 1])
+            let outputs = try await recorder.readToEnd(topics: [output: 2, dlq: 1])
 
             let aborts = [first, second].map { $0.log.components(separatedBy: "aborting the transaction").count - 1 }.reduce(0, +)
             let revocations = first.log.components(separatedBy: "partitions revoked").count - 1
@@ -146,28 +146,4 @@ import Testing
         }
     }
 
-    /// Appends a sentinel record to every partition of `topics` (name: partition count), then waits until the
-    /// recorder read each: everything committed before is then read too. Returns the outputs without them.
-    private func readToEnd(_ recorder: OutputRecorder, topics: [String: Int32]) async throws -> Outputs {
-        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: TestBroker.kafka(client: "e2e-sentinel")),
-                                         logger: TestBroker.logger)
-        let tag = "sentinel-\(UUID().uuidString.prefix(8))"
-        var expected = 0
-        for (topic, partitions) in topics {
-            for partition in 0..<partitions {
-                _ = try await producer.send(ProducerRecord(topic: topic, partition: partition, key: Array(tag.utf8),
-                                                           value: Array(tag.utf8)))
-                expected += 1
-            }
-        }
-        await producer.close()
-        let sentinels = expected
-        let outputs = try await recorder.wait(for: "the sentinels at the end of the output topics", timeout: .seconds(60)) {
-            $0.undecodable.filter { $0.keyText == tag }.count >= sentinels
-        }
-        var clean = Outputs(resultTopic: outputs.resultTopic)
-        for output in outputs.all { clean.append(output.record) }
-        for record in outputs.undecodable where record.keyText != tag { clean.append(record) }
-        return clean
-    }
 }

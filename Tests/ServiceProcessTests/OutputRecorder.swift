@@ -115,3 +115,29 @@ final class OutputRecorder: Sendable {
         await consumer.close()
     }
 }
+
+extension OutputRecorder {
+    /// Reads the output topics to their end: one sentinel record is produced into every partition of
+    /// `topics` and awaited, so everything written before is read too. Returns the outputs without them.
+    func readToEnd(topics: [String: Int32], kafka: KafkaConfiguration = TestBroker.kafka) async throws -> Outputs {
+        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: TestBroker.logger)
+        let tag = "sentinel-\(UUID().uuidString.prefix(8))"
+        var expected = 0
+        for (topic, partitions) in topics {
+            for partition in 0..<partitions {
+                _ = try await producer.send(ProducerRecord(topic: topic, partition: partition, key: Array(tag.utf8),
+                                                           value: Array(tag.utf8)))
+                expected += 1
+            }
+        }
+        await producer.close()
+        let sentinels = expected
+        let outputs = try await wait(for: "the sentinels at the end of the output topics", timeout: .seconds(60)) {
+            $0.undecodable.filter { $0.keyText == tag }.count >= sentinels
+        }
+        var clean = Outputs(resultTopic: outputs.resultTopic)
+        for output in outputs.all { clean.append(output.record) }
+        for record in outputs.undecodable where record.keyText != tag { clean.append(record) }
+        return clean
+    }
+}

@@ -49,7 +49,7 @@ import Glibc
             let admin = try KafkaAdmin(configuration: TestBroker.kafka, logger: TestBroker.logger)
             let committed = Dictionary(uniqueKeysWithValues: try await admin.consumerGroupLag(groupID: group, topic: input)
                 .map { ($0.topicPartition.partition, $0.committed) })
-            let firstOutputs = try await Self.readToEnd(recorder, topics: [output: 2, dlq: 1], kafka: TestBroker.kafka)
+            let firstOutputs = try await recorder.readToEnd(topics: [output: 2, dlq: 1])
             // Published by the killed instance but at or after its partition's committed offset: the only events
             // a restart may legitimately redo.
             let uncommittedPublished = Set(firstOutputs.all.compactMap { output -> String? in
@@ -231,27 +231,4 @@ import Glibc
         }
     }
 
-    /// Appends a sentinel to every partition of `topics` (name: partition count) and waits until the recorder
-    /// read each: everything published before is read too. Returns the outputs without the sentinels.
-    static func readToEnd(_ recorder: OutputRecorder, topics: [String: Int32], kafka: KafkaConfiguration) async throws -> Outputs {
-        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: TestBroker.logger)
-        let tag = "sentinel-\(UUID().uuidString.prefix(8))"
-        var expected = 0
-        for (topic, partitions) in topics {
-            for partition in 0..<partitions {
-                _ = try await producer.send(ProducerRecord(topic: topic, partition: partition, key: Array(tag.utf8),
-                                                           value: Array(tag.utf8)))
-                expected += 1
-            }
-        }
-        await producer.close()
-        let sentinels = expected
-        let outputs = try await recorder.wait(for: "the sentinels at the end of the output topics", timeout: .seconds(60)) {
-            $0.undecodable.filter { $0.keyText == tag }.count >= sentinels
-        }
-        var clean = Outputs(resultTopic: outputs.resultTopic)
-        for output in outputs.all { clean.append(output.record) }
-        for record in outputs.undecodable where record.keyText != tag { clean.append(record) }
-        return clean
-    }
 }
