@@ -107,6 +107,20 @@ extension KafkaError {
         }
     }
 
+    /// The producer instance is at fault, not the record or its topic: it failed fatally, or the broker refused
+    /// its idempotence state (producer id, epoch, sequence numbers; seen as PRODUCER_FENCED after a broker stall
+    /// past `message.timeout.ms`). A new producer instance starts with a clean state.
+    public var invalidatesProducer: Bool {
+        if isFatal || isFenced { return true }
+        switch rd_kafka_resp_err_t(rawValue: code) {
+        case RD_KAFKA_RESP_ERR__FATAL, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+             RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID, RD_KAFKA_RESP_ERR__INCONSISTENT:
+            return true
+        default:
+            return false
+        }
+    }
+
     /// Codes that mean another producer took over this transactional id, or that transactions cannot work.
     public var isFencingOrUnsupported: Bool {
         switch rd_kafka_resp_err_t(rawValue: code) {

@@ -145,7 +145,7 @@ public final class KafkaProducer: Sendable {
 
     /// The fatal error librdkafka raised for this producer (e.g. fenced by a newer producer with the same
     /// transactional id), if any: the producer can do nothing more.
-    public var fatalError: KafkaError? { client.context.fatalError }
+    public var fatalError: KafkaError? { client.fatalError }
 
     /// Records and requests not yet acknowledged (librdkafka's out-queue length).
     public var outstandingCount: Int { Int(rd_kafka_outq_len(client.handle)) }

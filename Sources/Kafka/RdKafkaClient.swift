@@ -92,6 +92,21 @@ final class RdKafkaClient: @unchecked Sendable {
 
     /// The instance's name as librdkafka logs it, e.g. `rdkafka#producer-1`.
     var name: String { String(cString: rd_kafka_name(handle)) }
+
+    /// The fatal error of this instance, if it has raised one: recorded by the error callback, or asked of
+    /// librdkafka directly (its failed deliveries may be reported before the callback has run).
+    var fatalError: KafkaError? {
+        context.fatalError ?? Self.fatalError(of: handle)
+    }
+
+    static func fatalError(of handle: OpaquePointer) -> KafkaError? {
+        var detail = [CChar](repeating: 0, count: 512)
+        let underlying = rd_kafka_fatal_error(handle, &detail, detail.count)
+        guard underlying != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        return KafkaError(code: underlying.rawValue, name: String(cString: rd_kafka_err2name(underlying)),
+                          message: string(fromErrorBuffer: detail), operation: "running the Kafka client",
+                          isFatal: true)
+    }
 }
 
 extension ClientContext {
@@ -118,12 +133,7 @@ private let errorCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<
     let context = Unmanaged<ClientContext>.fromOpaque(opaque).takeUnretainedValue()
     let errorCode = rd_kafka_resp_err_t(rawValue: code)
     let reasonText = reason.map { String(cString: $0) } ?? ""
-    if errorCode == RD_KAFKA_RESP_ERR__FATAL, let handle {
-        var detail = [CChar](repeating: 0, count: 512)
-        let underlying = rd_kafka_fatal_error(handle, &detail, detail.count)
-        let text = string(fromErrorBuffer: detail)
-        let error = KafkaError(code: underlying.rawValue, name: String(cString: rd_kafka_err2name(underlying)),
-                               message: text, operation: "running the Kafka client", isFatal: true)
+    if errorCode == RD_KAFKA_RESP_ERR__FATAL, let handle, let error = RdKafkaClient.fatalError(of: handle) {
         context.recordFatal(error)
         context.logger.critical("\(error)")
     } else {

@@ -204,7 +204,11 @@ struct RunCommand: AsyncParsableCommand {
         logger.info("model ready", metadata: ["name": "\(serving.identity.name)", "version": "\(serving.identity.version)",
                                               "task": "\(serving.model.task)"])
 
+        let (producerConfiguration, producerLogger) = (options.producer, logger)
         let service = StreamService(settings: options.stream, consumer: consumer, producer: producer,
+                                    makeProducer: { () throws(KafkaError) in
+                                        try KafkaProducer(configuration: producerConfiguration, logger: producerLogger)
+                                    },
                                     deployment: deployment, metrics: metrics, logger: logger)
         var services: [any Service] = [service]
         if let control {

@@ -61,6 +61,8 @@ final class OutputPublisher: Sendable {
     private let abandoned: @Sendable () -> Bool
     /// Exactly-once: the transactions every batch is published in.
     private let transactions: TransactionCoordinator?
+    /// At-least-once: replaces a producer that failed fatally, so its records are sent again, not given up.
+    private let producers: ProducerSlot?
     /// Exactly-once: records the broker refused as they were (too large for the topic), by source event, so
     /// that when the aborted transaction's events are redone they go out as their replacement at once.
     private let refused = Mutex<[SourceKey: [KafkaError]]>([:])
@@ -73,7 +75,7 @@ final class OutputPublisher: Sendable {
 
     init(settings: Settings, send: @escaping Send, book: OffsetBook, metrics: PipelineMetrics, logger: Logger,
          release: @escaping @Sendable (Int) -> Void = { _ in }, abandoned: @escaping @Sendable () -> Bool = { false },
-         transactions: TransactionCoordinator? = nil) {
+         transactions: TransactionCoordinator? = nil, producers: ProducerSlot? = nil) {
         self.settings = settings
         self.send = send
         self.book = book
@@ -82,6 +84,7 @@ final class OutputPublisher: Sendable {
         self.release = release
         self.abandoned = abandoned
         self.transactions = transactions
+        self.producers = producers
     }
 
     private struct Publication {
@@ -102,6 +105,7 @@ final class OutputPublisher: Sendable {
         for output in outputs { await publishShadow(output) }
         var backoff = settings.retryBackoff
         while !pending.isEmpty {
+            let producerGeneration = producers?.generation ?? 0
             let reports = await deliver(pending.map(\.record))
             lastProgress.withLock { $0 = .now }
             var again: [Publication] = []
@@ -121,7 +125,11 @@ final class OutputPublisher: Sendable {
                         }
                         again.append(replacement)
                     case .permanent:
-                        throw PublishingFailure.stopped(error, topic: publication.record.topic)
+                        guard let producers, await producers.renew(after: producerGeneration, error: error) else {
+                            throw PublishingFailure.stopped(error, topic: publication.record.topic)
+                        }
+                        transient = error
+                        again.append(publication)
                     }
                 }
             }

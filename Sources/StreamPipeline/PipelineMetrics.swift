@@ -132,6 +132,11 @@ public final class PipelineMetrics: Sendable {
     }
 
     /// A shadow result could not be published (it is only logged and counted; the event is not held up).
+    /// The producer failed fatally and was replaced (at-least-once; see `ProducerSlot`).
+    func producerReplaced() {
+        Counter(label: "minirbt_producer_replacements_total", factory: factory).increment()
+    }
+
     func shadowFailed() {
         shadowFailuresCounter.increment()
     }

@@ -79,7 +79,7 @@ public struct StreamStatus: Sendable {
 public final class StreamService: Service, Sendable {
     private let settings: StreamSettings
     private let consumer: KafkaConsumer
-    private let producer: KafkaProducer
+    private let producers: ProducerSlot
     private let deployment: ModelDeployment
     public let metrics: PipelineMetrics
     private let logger: Logger
@@ -100,11 +100,17 @@ public final class StreamService: Service, Sendable {
     private let publishFailure = Mutex<PublishingFailure?>(nil)
     private let stopRequest: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
 
+    /// - Parameter makeProducer: at-least-once only: builds a new producer like `producer`, to replace it
+    ///   when librdkafka declares it fatally failed (see ``ProducerSlot``); without it such a failure stops the
+    ///   service.
     public init(settings: StreamSettings, consumer: KafkaConsumer, producer: KafkaProducer,
+                makeProducer: (@Sendable () throws(KafkaError) -> KafkaProducer)? = nil,
                 deployment: ModelDeployment, metrics: PipelineMetrics = PipelineMetrics(), logger: Logger) {
         self.settings = settings
         self.consumer = consumer
-        self.producer = producer
+        let producers = ProducerSlot(producer, makeProducer: settings.delivery == .exactlyOnce ? nil : makeProducer,
+                                     metrics: metrics, logger: logger)
+        self.producers = producers
         self.deployment = deployment
         self.metrics = metrics
         self.logger = logger
@@ -160,7 +166,7 @@ public final class StreamService: Service, Sendable {
             shadowTopic: settings.shadowTopic, versionHeader: settings.versionHeader,
             maxRecordBytes: settings.maxRecordBytes, retryBackoff: settings.retryBackoff)
         let send: OutputPublisher.Send = { record, onDelivery in
-            try await producer.enqueue(record, onDelivery: onDelivery)
+            try await producers.current.enqueue(record, onDelivery: onDelivery)
         }
         publishers = shards.map { _ in
             OutputPublisher(settings: publisherSettings, send: send, book: book, metrics: metrics, logger: logger,
@@ -168,7 +174,7 @@ public final class StreamService: Service, Sendable {
                                 if budget.release(bytes) { router.setOverBudget(false) }
                                 metrics.bufferedBytes(budget.used)
                             },
-                            abandoned: { abandoned.isSet }, transactions: transactions)
+                            abandoned: { abandoned.isSet }, transactions: transactions, producers: producers)
         }
     }
 
@@ -277,7 +283,7 @@ public final class StreamService: Service, Sendable {
             background.cancelAll()
         }
         do {
-            try await producer.flush(timeout: settings.drainTimeout)
+            try await producers.current.flush(timeout: settings.drainTimeout)
         } catch {
             logger.error("flush before shutdown failed", metadata: ["error": "\(error)"])
         }
@@ -314,7 +320,7 @@ public final class StreamService: Service, Sendable {
             let deadline = ContinuousClock.now + settings.drainTimeout
             while true {
                 do {
-                    _ = try await producer.describeTopic(topic)
+                    _ = try await producers.current.describeTopic(topic)
                     break
                 } catch {
                     if error.produceFailure == .permanent {
@@ -509,7 +515,7 @@ public final class StreamService: Service, Sendable {
             }
 
             do {
-                try await producer.pingCluster(timeout: .seconds(5))
+                try await producers.current.pingCluster(timeout: .seconds(5))
                 statusState.withLock { $0.brokerUnreachable = nil }
             } catch {
                 statusState.withLock { $0.brokerUnreachable = "\(error)" }
