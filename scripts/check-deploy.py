@@ -283,9 +283,20 @@ def documented_metrics(root: Path) -> set[str]:
     return set(re.findall(r"^\| `(minirbt_[a-z_]+)", guide, re.M))
 
 
+def run_setting_variables(root: Path) -> set[str]:
+    """The variables of `minirbt-stream run`'s settings. Their names derive from the flags (RunSetting in
+    Sources/StreamCLI/RunSettings.swift), so they are read from the guide's tables generated from that table,
+    which a Swift test (operationsGuideTablesAreCurrent) keeps current."""
+    guide = (root / OPERATIONS_GUIDE).read_text(encoding="utf-8")
+    names: set[str] = set()
+    for table in re.findall(r"<!-- run-settings:[a-z-]+ begin -->\n(.*?)\n<!-- run-settings:[a-z-]+ end -->", guide, re.S):
+        names |= set(re.findall(r"^\| `--[a-z0-9-]+` \| `(MINIRBT_[A-Z0-9_]+)", table, re.M))
+    return names
+
+
 def env_names_read_by_binary(root: Path) -> set[str]:
     sources = "\n".join(p.read_text(encoding="utf-8") for p in sorted((root / "Sources").rglob("*.swift")))
-    return set(re.findall(r'"(MINIRBT_[A-Z0-9_]+)', sources))
+    return set(re.findall(r'"(MINIRBT_[A-Z0-9_]+)', sources)) | run_setting_variables(root)
 
 
 def check_manifests(root: Path, renders: list[Render], outcome: Outcome) -> None:
@@ -379,7 +390,7 @@ def check_manifests(root: Path, renders: list[Render], outcome: Outcome) -> None
         for secret in render.of_kind("Secret"):
             names |= set(secret.get("stringData", {})) | set(secret.get("data", {}))
         for name in sorted(n for n in names if n.startswith("MINIRBT_") and n not in read_by_binary):
-            fail(f"the chart sets {name}, which no Swift source reads (no \"{name}\" literal in Sources/)")
+            fail(f"the chart sets {name}, which the binary does not read (no run setting, no \"{name}\" literal in Sources/)")
 
         for policy in render.of_kind("NetworkPolicy"):
             spec = policy["spec"]
@@ -724,7 +735,9 @@ def check_docs(root: Path, outcome: Outcome) -> None:
     for flag in flags:
         if not re.search(re.escape(flag) + r"(?![\w-])", guide):
             outcome.fail("docs", str(OPERATIONS_GUIDE), f"`minirbt-stream run {flag}` ({RUN_COMMAND.parent}) is not documented")
-    variables = sorted(set(re.findall(r'"(MINIRBT_[A-Z0-9_]+)"', cli_sources)))
+    # The settings' own variables are in the generated tables (a Swift test keeps them current); what the
+    # command line reads besides them must be documented too.
+    variables = sorted(set(re.findall(r'"(MINIRBT_[A-Z0-9_]+)"', cli_sources)) | run_setting_variables(root))
     for name in variables:
         if not re.search(r"\b" + name + r"\b", guide):
             outcome.fail("docs", str(OPERATIONS_GUIDE), f"the environment variable {name} is not documented")
@@ -866,7 +879,7 @@ SABOTAGES = [
              "render", "vendored CRD schema", render_only=("statefulset-exactly-once-keda-values.yaml",), validate=True),
     Sabotage("the chart sets a variable the binary does not read", ("render",),
              lambda r: edit(r / T / "configmap.yaml", "\ndata:\n", "\ndata:\n  MINIRBT_NOT_A_SETTING: \"1\"\n"),
-             "render", "MINIRBT_NOT_A_SETTING, which no Swift source reads", render_only=("default-values.yaml",)),
+             "render", "MINIRBT_NOT_A_SETTING, which the binary does not read", render_only=("default-values.yaml",)),
     Sabotage("the alerts use an undocumented metric", ("render",),
              lambda r: edit(r / T / "prometheusrule.yaml", "max(minirbt_shard_queue_depth", "max(minirbt_shard_queue_dept"),
              "render", "minirbt_shard_queue_dept, which", render_only=("dashboards-values.yaml",)),

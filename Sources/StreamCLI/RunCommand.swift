@@ -38,113 +38,114 @@ struct RunCommand: AsyncParsableCommand {
                 --model ../shared/models/minirbt-h256-chnsenticorp/v2 --shards 2
             """)
 
-    @Option(help: "Kafka bootstrap servers, comma-separated. [env: MINIRBT_BROKERS] (default: 127.0.0.1:9092)")
+    // Each option's flag, variable, default and help live in RunSettings.swift (RunSetting).
+    @Option(name: .setting(.brokers), help: RunSetting.brokers.help)
     var brokers: String?
 
-    @Option(help: "Consumer group; replicas in one group split the partitions. [env: MINIRBT_GROUP] (default: minirbt-stream)")
+    @Option(name: .setting(.group), help: RunSetting.group.help)
     var group: String?
 
-    @Option(help: "Topic to consume (repeatable). [env: MINIRBT_INPUT_TOPIC, comma-separated]")
+    @Option(name: .setting(.inputTopic), help: RunSetting.inputTopic.help)
     var inputTopic: [String] = []
 
-    @Option(help: "Regular expression over topic names to consume, instead of --input-topic. [env: MINIRBT_INPUT_PATTERN]")
+    @Option(name: .setting(.inputPattern), help: RunSetting.inputPattern.help)
     var inputPattern: String?
 
-    @Option(help: "Topic for enriched results. [env: MINIRBT_OUTPUT_TOPIC] (default: minirbt-results)")
+    @Option(name: .setting(.outputTopic), help: RunSetting.outputTopic.help)
     var outputTopic: String?
 
-    @Option(help: "Dead-letter topic for events that cannot be processed. [env: MINIRBT_DLQ_TOPIC] (default: minirbt-dead-letters)")
+    @Option(name: .setting(.dlqTopic), help: RunSetting.dlqTopic.help)
     var dlqTopic: String?
 
-    @Option(help: "HF checkpoint directory of the model to serve; with --registry, the model used until a version is deployed. [env: MINIRBT_MODEL]")
+    @Option(name: .setting(.model), help: RunSetting.model.help)
     var model: String?
 
-    @Option(help: "Name reported in results (default: the checkpoint directory's parent). [env: MINIRBT_MODEL_NAME]")
+    @Option(name: .setting(.modelName), help: RunSetting.modelName.help)
     var modelName: String?
 
-    @Option(help: "Version reported in results (default: the checkpoint directory's name). [env: MINIRBT_MODEL_VERSION]")
+    @Option(name: .setting(.modelVersion), help: RunSetting.modelVersion.help)
     var modelVersion: String?
 
-    @Option(help: "Model registry root (<root>/<name>/<version>/); with it the model follows the control topic. [env: MINIRBT_REGISTRY]")
+    @Option(name: .setting(.registry), help: RunSetting.registry.help)
     var registry: String?
 
-    @Option(help: "Deployment this replica serves, as named by `minirbt-admin deploy`. [env: MINIRBT_DEPLOYMENT]")
+    @Option(name: .setting(.deployment), help: RunSetting.deployment.help)
     var deployment: String?
 
-    @Option(help: "Compacted topic of signed control messages. [env: MINIRBT_CONTROL_TOPIC] (default: minirbt-control)")
+    @Option(name: .setting(.controlTopic), help: RunSetting.controlTopic.help)
     var controlTopic: String?
 
-    @Option(help: "Topic for this replica's status heartbeats. [env: MINIRBT_STATUS_TOPIC] (default: minirbt-status)")
+    @Option(name: .setting(.statusTopic), help: RunSetting.statusTopic.help)
     var statusTopic: String?
 
-    @Option(help: "Topic for the candidate's results in shadow mode. [env: MINIRBT_SHADOW_TOPIC] (default: minirbt-shadow)")
+    @Option(name: .setting(.shadowTopic), help: RunSetting.shadowTopic.help)
     var shadowTopic: String?
 
-    @Option(help: "Public key file that control messages may be signed with (minirbt-admin keygen); repeatable, to trust several keys (e.g. during a key rotation). [env: MINIRBT_VERIFY_KEY, comma-separated]")
+    @Option(name: .setting(.verifyKey), help: RunSetting.verifyKey.help)
     var verifyKey: [String] = []
 
-    @Option(help: "This replica's name in heartbeats. [env: MINIRBT_INSTANCE_ID] (default: host name and process id)")
+    @Option(name: .setting(.instanceId), help: RunSetting.instanceId.help)
     var instanceId: String?
 
-    @Option(help: "Inference shards (threads); each owns a share of the partitions. [env: MINIRBT_SHARDS] (default: cores)")
+    @Option(name: .setting(.shards), help: RunSetting.shards.help)
     var shards: Int?
 
-    @Option(help: "Most events per forward pass. [env: MINIRBT_MAX_BATCH] (default: 32)")
+    @Option(name: .setting(.maxBatch), help: RunSetting.maxBatch.help)
     var maxBatch: Int?
 
-    @Option(help: "Longest a batch waits to fill, in milliseconds. [env: MINIRBT_MAX_WAIT_MS] (default: 10)")
+    @Option(name: .setting(.maxWaitMs), help: RunSetting.maxWaitMs.help)
     var maxWaitMs: Int?
 
-    @Option(help: "Tokens per text; longer texts are truncated and flagged. [env: MINIRBT_MAX_LENGTH] (default: 128)")
+    @Option(name: .setting(.maxLength), help: RunSetting.maxLength.help)
     var maxLength: Int?
 
-    @Option(help: "oneDNN threads per shard. [env: MINIRBT_THREADS_PER_SHARD] (default: 1)")
+    @Option(name: .setting(.threadsPerShard), help: RunSetting.threadsPerShard.help)
     var threadsPerShard: Int?
 
-    @Option(help: "Format of the encoder's matrix products: fp32, bf16 or int8. [env: MINIRBT_PRECISION] (default: \(Precision.default))")
+    @Option(name: .setting(.precision), help: RunSetting.precision.help)
     var precision: Precision?
 
-    @Option(help: "Queued events per shard at which its partitions are paused. [env: MINIRBT_QUEUE_CAPACITY] (default: 8 × max batch)")
+    @Option(name: .setting(.queueCapacity), help: RunSetting.queueCapacity.help)
     var queueCapacity: Int?
 
-    @Flag(help: "Copy each event's text into its result. [env: MINIRBT_ECHO_TEXT=1]")
+    @Flag(name: .setting(.echoText), help: RunSetting.echoText.help)
     var echoText = false
 
-    @Option(help: "at-least-once or exactly-once (Kafka transactions). [env: MINIRBT_DELIVERY] (default: at-least-once)")
-    var delivery: String?
+    @Option(name: .setting(.delivery), help: RunSetting.delivery.help)
+    var delivery: DeliveryMode?
 
-    @Option(help: "Port for /metrics, /healthz and /readyz; 0 turns it off. [env: MINIRBT_METRICS_PORT] (default: 9464)")
+    @Option(name: .setting(.metricsPort), help: RunSetting.metricsPort.help)
     var metricsPort: Int?
 
-    @Option(help: "Address the status server (/metrics, /healthz, /readyz) binds to. [env: MINIRBT_METRICS_HOST] (default: 0.0.0.0, every interface, as containers need)")
+    @Option(name: .setting(.metricsHost), help: RunSetting.metricsHost.help)
     var metricsHost: String?
 
-    @Option(help: "Bytes of consumed events held at once (queued, in inference, awaiting publication) above which every partition is paused; they resume below half. [env: MINIRBT_MAX_BUFFERED_BYTES] (default: 268435456)")
+    @Option(name: .setting(.maxBufferedBytes), help: RunSetting.maxBufferedBytes.help)
     var maxBufferedBytes: Int?
 
-    @Option(help: "Seconds a shard, publisher or the consumer loop may have work without progress before /healthz fails. [env: MINIRBT_STALL_TIMEOUT_SECONDS] (default: 120)")
+    @Option(name: .setting(.stallTimeoutSeconds), help: RunSetting.stallTimeoutSeconds.help)
     var stallTimeoutSeconds: Int?
 
-    @Option(help: "Input format: auto (JSON when the value starts with '{'), json or text. [env: MINIRBT_FORMAT] (default: auto)")
-    var format: String?
+    @Option(name: .setting(.format), help: RunSetting.format.help)
+    var format: EventFormat.Kind?
 
-    @Option(help: "JSON field holding the text. [env: MINIRBT_TEXT_FIELD] (default: text)")
+    @Option(name: .setting(.textField), help: RunSetting.textField.help)
     var textField: String?
 
-    @Option(help: "JSON field holding the event id. [env: MINIRBT_ID_FIELD] (default: id)")
+    @Option(name: .setting(.idField), help: RunSetting.idField.help)
     var idField: String?
 
-    @Option(help: "JSON field holding the optional second text. [env: MINIRBT_TEXT_PAIR_FIELD] (default: text_pair)")
+    @Option(name: .setting(.textPairField), help: RunSetting.textPairField.help)
     var textPairField: String?
 
-    @Option(help: "Transactional id for exactly-once; unique per replica, stable across its restarts. [env: MINIRBT_TRANSACTIONAL_ID] (default: <group>-<instance id>; exactly-once refuses to start without either)")
+    @Option(name: .setting(.transactionalId), help: RunSetting.transactionalId.help)
     var transactionalId: String?
 
     @Option(name: .customLong("kafka"), help: "A librdkafka property, key=value (repeatable), e.g. --kafka security.protocol=SASL_SSL.")
     var kafkaProperties: [String] = []
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error. [env: MINIRBT_LOG_LEVEL] (default: info)")
-    var logLevel: String?
+    @Option(name: .setting(.logLevel), help: RunSetting.logLevel.help)
+    var logLevel: Logger.Level?
 
     func run() async throws {
         let options = try RunOptions(self, environment: ProcessInfo.processInfo.environment)
@@ -264,91 +265,61 @@ struct RunOptions {
     var logLevel: Logger.Level
 
     init(_ command: RunCommand, environment: [String: String]) throws {
-        let env = EnvironmentFallback(environment)
-        let brokers = try env.value(command.brokers, "MINIRBT_BROKERS") ?? "127.0.0.1:9092"
-        let group = try env.value(command.group, "MINIRBT_GROUP") ?? "minirbt-stream"
+        let settings = RunSettingValues(environment: environment)
+        let brokers = try settings.value(.brokers, command.brokers)
+        let group = try settings.value(.group, command.group)
 
-        stream.inputTopics = command.inputTopic.isEmpty
-            ? (environment["MINIRBT_INPUT_TOPIC"]?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } ?? [])
-            : command.inputTopic
-        stream.inputPattern = try env.value(command.inputPattern, "MINIRBT_INPUT_PATTERN")
+        stream.inputTopics = settings.list(.inputTopic, command.inputTopic)
+        stream.inputPattern = try settings.given(.inputPattern, command.inputPattern)
         guard !stream.inputTopics.isEmpty || stream.inputPattern != nil else {
             throw ValidationError("say what to consume: --input-topic TOPIC (repeatable) or --input-pattern REGEX")
         }
         guard stream.inputTopics.isEmpty || stream.inputPattern == nil else {
             throw ValidationError("--input-topic and --input-pattern exclude each other; got both")
         }
-        stream.outputTopic = try env.value(command.outputTopic, "MINIRBT_OUTPUT_TOPIC") ?? stream.outputTopic
-        stream.deadLetterTopic = try env.value(command.dlqTopic, "MINIRBT_DLQ_TOPIC") ?? stream.deadLetterTopic
-        modelDirectory = try env.value(command.model, "MINIRBT_MODEL")
-        stream.shadowTopic = try env.value(command.shadowTopic, "MINIRBT_SHADOW_TOPIC") ?? stream.shadowTopic
-        if let registry = try env.value(command.registry, "MINIRBT_REGISTRY") {
-            guard let deployment = try env.value(command.deployment, "MINIRBT_DEPLOYMENT") else {
+        stream.outputTopic = try settings.value(.outputTopic, command.outputTopic)
+        stream.deadLetterTopic = try settings.value(.dlqTopic, command.dlqTopic)
+        modelDirectory = try settings.given(.model, command.model)
+        stream.shadowTopic = try settings.value(.shadowTopic, command.shadowTopic)
+        let instanceID = try settings.given(.instanceId, command.instanceId)
+        if let registry = try settings.given(.registry, command.registry) {
+            guard let deployment = try settings.given(.deployment, command.deployment) else {
                 throw ValidationError("--registry needs --deployment NAME: the deployment whose control messages this replica follows")
             }
-            let verifyKeys = !command.verifyKey.isEmpty ? command.verifyKey
-                : (environment["MINIRBT_VERIFY_KEY"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let verifyKeys = settings.list(.verifyKey, command.verifyKey)
             guard !verifyKeys.isEmpty else {
                 throw ValidationError("--registry needs --verify-key FILE: control messages are accepted only when signed by its key")
             }
-            let host = ProcessInfo.processInfo.hostName
             control = ControlSettings(
                 registry: registry, deployment: deployment,
-                controlTopic: try env.value(command.controlTopic, "MINIRBT_CONTROL_TOPIC") ?? ControlTopics.defaultControlTopic,
-                statusTopic: try env.value(command.statusTopic, "MINIRBT_STATUS_TOPIC") ?? ControlTopics.defaultStatusTopic,
+                controlTopic: try settings.value(.controlTopic, command.controlTopic),
+                statusTopic: try settings.value(.statusTopic, command.statusTopic),
                 verifyKeys: verifyKeys,
-                instanceID: try env.value(command.instanceId, "MINIRBT_INSTANCE_ID") ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)")
+                instanceID: instanceID ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)")
         } else if modelDirectory == nil {
             throw ValidationError("say which model to serve: --model DIR (an HF checkpoint directory), or --registry ROOT --deployment NAME")
         }
-        modelName = try env.value(command.modelName, "MINIRBT_MODEL_NAME")
-        modelVersion = try env.value(command.modelVersion, "MINIRBT_MODEL_VERSION")
+        modelName = try settings.given(.modelName, command.modelName)
+        modelVersion = try settings.given(.modelVersion, command.modelVersion)
 
-        stream.shards = try env.value(command.shards, "MINIRBT_SHARDS") ?? ProcessInfo.processInfo.activeProcessorCount
-        stream.shard.maxBatch = try env.value(command.maxBatch, "MINIRBT_MAX_BATCH") ?? 32
-        stream.shard.maxWait = .milliseconds(try env.value(command.maxWaitMs, "MINIRBT_MAX_WAIT_MS") ?? 10)
-        stream.shard.maxLength = try env.value(command.maxLength, "MINIRBT_MAX_LENGTH") ?? 128
-        stream.shard.threads = try env.value(command.threadsPerShard, "MINIRBT_THREADS_PER_SHARD") ?? 1
-        let precisionName = try env.value(command.precision?.rawValue, "MINIRBT_PRECISION") ?? Precision.default.rawValue
-        guard let precision = Precision(rawValue: precisionName) else {
-            throw ValidationError("--precision must be fp32, bf16 or int8, got '\(precisionName)'")
-        }
-        stream.shard.precision = precision
-        stream.shard.queueCapacity = try env.value(command.queueCapacity, "MINIRBT_QUEUE_CAPACITY") ?? 8 * stream.shard.maxBatch
-        stream.shard.echoText = command.echoText || ["1", "true", "yes"].contains(environment["MINIRBT_ECHO_TEXT"]?.lowercased() ?? "")
-        for (name, value, minimum) in [("--shards", stream.shards, 1), ("--max-batch", stream.shard.maxBatch, 1),
-                                       ("--max-length", stream.shard.maxLength, 2),
-                                       ("--threads-per-shard", stream.shard.threads, 1),
-                                       ("--queue-capacity", stream.shard.queueCapacity, 1)] where value < minimum {
-            throw ValidationError("\(name) must be at least \(minimum), got \(value)")
-        }
-        let deliveryName = try env.value(command.delivery, "MINIRBT_DELIVERY") ?? DeliveryMode.atLeastOnce.rawValue
-        guard let delivery = DeliveryMode(rawValue: deliveryName) else {
-            throw ValidationError("--delivery must be at-least-once or exactly-once, got '\(deliveryName)'")
-        }
-        stream.delivery = delivery
-        let formatName = try env.value(command.format, "MINIRBT_FORMAT") ?? "auto"
-        guard let kind = EventFormat.Kind(rawValue: formatName) else {
-            throw ValidationError("--format must be auto, json or text, got '\(formatName)'")
-        }
-        stream.shard.format = EventFormat(kind: kind,
-                                          idField: try env.value(command.idField, "MINIRBT_ID_FIELD") ?? "id",
-                                          textField: try env.value(command.textField, "MINIRBT_TEXT_FIELD") ?? "text",
-                                          textPairField: try env.value(command.textPairField, "MINIRBT_TEXT_PAIR_FIELD") ?? "text_pair")
-        metricsPort = try env.value(command.metricsPort, "MINIRBT_METRICS_PORT") ?? 9464
-        metricsHost = try env.value(command.metricsHost, "MINIRBT_METRICS_HOST") ?? "0.0.0.0"
-        stream.maxBufferedBytes = try env.value(command.maxBufferedBytes, "MINIRBT_MAX_BUFFERED_BYTES") ?? stream.maxBufferedBytes
-        let stallSeconds = try env.value(command.stallTimeoutSeconds, "MINIRBT_STALL_TIMEOUT_SECONDS") ?? 120
-        for (name, value, minimum) in [("--max-buffered-bytes", stream.maxBufferedBytes, 1 << 20),
-                                       ("--stall-timeout-seconds", stallSeconds, 1)] where value < minimum {
-            throw ValidationError("\(name) must be at least \(minimum), got \(value)")
-        }
-        stream.stallTimeout = .seconds(stallSeconds)
-        let levelName = try env.value(command.logLevel, "MINIRBT_LOG_LEVEL") ?? "info"
-        guard let level = Logger.Level(rawValue: levelName) else {
-            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got '\(levelName)'")
-        }
-        logLevel = level
+        stream.shards = try settings.value(.shards, command.shards, computed: ProcessInfo.processInfo.activeProcessorCount)
+        stream.shard.maxBatch = try settings.value(.maxBatch, command.maxBatch)
+        stream.shard.maxWait = .milliseconds(try settings.value(.maxWaitMs, command.maxWaitMs))
+        stream.shard.maxLength = try settings.value(.maxLength, command.maxLength)
+        stream.shard.threads = try settings.value(.threadsPerShard, command.threadsPerShard)
+        stream.shard.precision = try settings.value(.precision, command.precision)
+        stream.shard.queueCapacity = try settings.value(.queueCapacity, command.queueCapacity, computed: 8 * stream.shard.maxBatch)
+        stream.shard.echoText = settings.isOn(.echoText, command.echoText)
+        stream.delivery = try settings.value(.delivery, command.delivery)
+        stream.shard.format = EventFormat(kind: try settings.value(.format, command.format),
+                                          idField: try settings.value(.idField, command.idField),
+                                          textField: try settings.value(.textField, command.textField),
+                                          textPairField: try settings.value(.textPairField, command.textPairField))
+        metricsPort = try settings.value(.metricsPort, command.metricsPort)
+        metricsHost = try settings.value(.metricsHost, command.metricsHost)
+        stream.maxBufferedBytes = try settings.value(.maxBufferedBytes, command.maxBufferedBytes)
+        stream.stallTimeout = .seconds(try settings.value(.stallTimeoutSeconds, command.stallTimeoutSeconds))
+        logLevel = try settings.value(.logLevel, command.logLevel)
 
         var kafka = KafkaConfiguration(bootstrapServers: brokers.split(separator: ",").map(String.init),
                                        clientID: "minirbt-stream")
@@ -371,10 +342,9 @@ struct RunOptions {
         // Records larger than the producer's message.max.bytes are refused locally; keep a margin for framing.
         let messageMaxBytes = kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000
         stream.maxRecordBytes = max(4096, messageMaxBytes - 2048)
-        if delivery == .exactlyOnce {
+        if stream.delivery == .exactlyOnce {
             let transactionalID = try Self.transactionalID(
-                explicit: try env.value(command.transactionalId, "MINIRBT_TRANSACTIONAL_ID"),
-                instance: try env.value(command.instanceId, "MINIRBT_INSTANCE_ID"), group: group)
+                explicit: try settings.given(.transactionalId, command.transactionalId), instance: instanceID, group: group)
             producer.transactionalID = transactionalID
             stream.transactionalID = transactionalID
         }
@@ -394,27 +364,5 @@ extension RunOptions {
             set --instance-id (MINIRBT_INSTANCE_ID; the Helm chart sets it to the pod name, stable with a StatefulSet) \
             to use <group>-<instance id>, or --transactional-id (MINIRBT_TRANSACTIONAL_ID)
             """)
-    }
-}
-
-/// Flag value, else the environment variable, parsed as the flag's type.
-struct EnvironmentFallback {
-    let environment: [String: String]
-
-    init(_ environment: [String: String]) {
-        self.environment = environment
-    }
-
-    func value(_ flag: String?, _ variable: String) throws -> String? {
-        flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 }
-    }
-
-    func value(_ flag: Int?, _ variable: String) throws -> Int? {
-        if let flag { return flag }
-        guard let text = environment[variable], !text.isEmpty else { return nil }
-        guard let number = Int(text) else {
-            throw ValidationError("\(variable) must be a whole number, got '\(text)'")
-        }
-        return number
     }
 }

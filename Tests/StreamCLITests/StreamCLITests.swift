@@ -12,24 +12,49 @@ import Testing
         }
     }
 
-    @Test func runHelpShowsEveryFlagWithItsEnvironmentVariable() {
-        let help = MiniRBTStreamCommand.helpMessage(for: RunCommand.self, columns: 200)
-        let flags = ["--brokers": "MINIRBT_BROKERS", "--group": "MINIRBT_GROUP", "--input-topic": "MINIRBT_INPUT_TOPIC",
-                     "--input-pattern": "MINIRBT_INPUT_PATTERN", "--output-topic": "MINIRBT_OUTPUT_TOPIC",
-                     "--dlq-topic": "MINIRBT_DLQ_TOPIC", "--model": "MINIRBT_MODEL", "--shards": "MINIRBT_SHARDS",
-                     "--max-batch": "MINIRBT_MAX_BATCH", "--max-wait-ms": "MINIRBT_MAX_WAIT_MS",
-                     "--max-length": "MINIRBT_MAX_LENGTH", "--threads-per-shard": "MINIRBT_THREADS_PER_SHARD",
-                     "--echo-text": "MINIRBT_ECHO_TEXT", "--delivery": "MINIRBT_DELIVERY",
-                     "--metrics-port": "MINIRBT_METRICS_PORT", "--registry": "MINIRBT_REGISTRY",
-                     "--deployment": "MINIRBT_DEPLOYMENT", "--verify-key": "MINIRBT_VERIFY_KEY",
-                     "--metrics-host": "MINIRBT_METRICS_HOST", "--max-buffered-bytes": "MINIRBT_MAX_BUFFERED_BYTES",
-                     "--stall-timeout-seconds": "MINIRBT_STALL_TIMEOUT_SECONDS"]
-        for (flag, variable) in flags {
-            #expect(help.contains(flag), "run --help does not show \(flag)")
-            #expect(help.contains(variable), "run --help does not name \(variable)")
+    @Test func runHelpShowsEverySettingWithItsVariableAndDefault() {
+        let help = MiniRBTStreamCommand.helpMessage(for: RunCommand.self, columns: 400)
+        for setting in RunSetting.all {
+            #expect(help.contains("--\(setting.flag)"), "run --help does not show --\(setting.flag)")
+            #expect(help.contains(setting.variable), "run --help does not name \(setting.variable)")
+            if let defaultText = setting.defaultText {
+                #expect(help.contains("(default: \(defaultText))"), "run --help does not give --\(setting.flag)'s default")
+            }
         }
         #expect(help.contains("--kafka"))
         #expect(help.contains("at-least-once"))
+    }
+
+    /// The table is the one place a setting is declared: an option missing from it would have no variable,
+    /// no docs and no chart check.
+    @Test func everyRunOptionIsInTheSettingsTable() {
+        let help = MiniRBTStreamCommand.helpMessage(for: RunCommand.self, columns: 400)
+        let shown = Set(help.matches(of: /--([a-z][a-z0-9-]+)/).map { String($0.output.1) })
+        let declared = Set(RunSetting.all.map(\.flag))
+        #expect(shown.subtracting(declared).subtracting(["kafka", "help", "version"]).isEmpty,
+                "options without a RunSetting: \(shown.subtracting(declared).subtracting(["kafka", "help", "version"]).sorted())")
+        #expect(Set(RunSetting.all.map(\.variable)).count == RunSetting.all.count, "two settings share a variable")
+    }
+
+    /// docs/operations.md carries the tables generated from the settings; `MINIRBT_UPDATE_DOCS=1` rewrites them.
+    @Test func operationsGuideTablesAreCurrent() throws {
+        let guide = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/operations.md")
+        var text = try String(contentsOf: guide, encoding: .utf8)
+        for section in RunSetting.Section.allCases {
+            let (begin, end) = ("<!-- run-settings:\(section.rawValue) begin -->\n", "\n<!-- run-settings:\(section.rawValue) end -->")
+            let start = try #require(text.range(of: begin), "docs/operations.md has no \(begin)")
+            let stop = try #require(text.range(of: end, range: start.upperBound..<text.endIndex))
+            let table = RunSetting.markdownTable(section)
+            if ProcessInfo.processInfo.environment["MINIRBT_UPDATE_DOCS"] == "1" {
+                text.replaceSubrange(start.upperBound..<stop.lowerBound, with: table)
+            } else {
+                #expect(String(text[start.upperBound..<stop.lowerBound]) == table,
+                        "the \(section.rawValue) settings table of docs/operations.md is stale: run MINIRBT_UPDATE_DOCS=1 swift test --filter operationsGuideTablesAreCurrent")
+            }
+        }
+        if ProcessInfo.processInfo.environment["MINIRBT_UPDATE_DOCS"] == "1" {
+            try text.write(to: guide, atomically: true, encoding: .utf8)
+        }
     }
 
     @Test func inferHelpShowsAnExample() {
@@ -59,7 +84,7 @@ import Testing
             (["--model", "m"], [:], "--input-topic"),
             (["--input-topic", "t"], [:], "--model"),
             (["--input-topic", "t", "--input-pattern", "x", "--model", "m"], [:], "exclude each other"),
-            (["--input-topic", "t", "--model", "m", "--delivery", "twice"], [:], "at-least-once or exactly-once"),
+            (["--input-topic", "t", "--model", "m"], ["MINIRBT_DELIVERY": "twice"], "one of at-least-once, exactly-once"),
             (["--input-topic", "t", "--model", "m"], ["MINIRBT_MAX_BATCH": "many"], "whole number"),
             (["--input-topic", "t", "--model", "m", "--max-batch", "0"], [:], "at least 1"),
             (["--input-topic", "t", "--registry", "/r"], [:], "--deployment"),
