@@ -46,6 +46,9 @@ let package = Package(
         // intrinsics at -O0 are slower than the scalar code they replace.
         .target(name: "CVectorMath", cSettings: [.unsafeFlags(["-O2"])]),
 
+        // `withTimeout`: the one way to bound a wait, in the service and in the tests.
+        .target(name: "Timeouts"),
+
         // Model runtime: tokenizer, checkpoints, encoder, heads. Knows nothing of Kafka.
         .target(name: "MiniRBT", dependencies: ["CDNNL", "CVectorMath"]),
 
@@ -56,13 +59,13 @@ let package = Package(
 
         // Model control plane: registry, manifests, signed control messages, status heartbeats.
         .target(name: "ModelControl",
-                dependencies: ["MiniRBT", "Kafka",
+                dependencies: ["MiniRBT", "Kafka", "Timeouts",
                                .product(name: "Crypto", package: "swift-crypto"),
                                .product(name: "Logging", package: "swift-log")]),
 
         // The streaming service: consumer loop → router → shards → publishers → offset book → commits.
         .target(name: "StreamPipeline",
-                dependencies: ["MiniRBT", "Kafka", "ModelControl",
+                dependencies: ["MiniRBT", "Kafka", "ModelControl", "Timeouts",
                                .product(name: "DequeModule", package: "swift-collections"),
                                .product(name: "Crypto", package: "swift-crypto"),
                                .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -83,7 +86,7 @@ let package = Package(
         .executableTarget(name: "MiniRBTStream", dependencies: ["StreamCLI"], linkerSettings: rdkafkaRPath),
         // The command-line front end of minirbt-admin, a library so tests can drive it.
         .target(name: "AdminCLI",
-                dependencies: ["MiniRBT", "Kafka", "ModelControl",
+                dependencies: ["MiniRBT", "Kafka", "ModelControl", "Timeouts",
                                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "MiniRBTAdmin",
@@ -96,19 +99,20 @@ let package = Package(
                           dependencies: ["MiniRBT", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "bench/Sources/MiniRBTBench"),
 
-        .testTarget(name: "MiniRBTTests", dependencies: ["MiniRBT"], resources: [.copy("Fixtures")]),
-        // The test run's broker, shared by every test target that talks to Kafka.
-        .target(name: "KafkaTestSupport", dependencies: ["Kafka", .product(name: "Logging", package: "swift-log")],
+        .testTarget(name: "MiniRBTTests", dependencies: ["MiniRBT", "KafkaTestSupport"], resources: [.copy("Fixtures")],
+                    linkerSettings: rdkafkaRPath),
+        // What every test target shares: the shared data's location, the test run's broker, withDeadline.
+        .target(name: "KafkaTestSupport", dependencies: ["Kafka", "Timeouts", .product(name: "Logging", package: "swift-log")],
                 path: "Tests/KafkaTestSupport"),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "KafkaTestSupport"], linkerSettings: rdkafkaRPath),
         .testTarget(name: "StreamPipelineTests",
                     dependencies: ["StreamPipeline", "KafkaTestSupport", .product(name: "Crypto", package: "swift-crypto")],
                     linkerSettings: rdkafkaRPath),
-        .testTarget(name: "StreamCLITests", dependencies: ["StreamCLI"], linkerSettings: rdkafkaRPath),
+        .testTarget(name: "StreamCLITests", dependencies: ["StreamCLI", "KafkaTestSupport"], linkerSettings: rdkafkaRPath),
         .testTarget(name: "ModelControlTests", dependencies: ["ModelControl", "StreamPipeline", "KafkaTestSupport"],
                     linkerSettings: rdkafkaRPath),
         .testTarget(name: "AdminCLITests", dependencies: ["AdminCLI"], linkerSettings: rdkafkaRPath),
-        .testTarget(name: "ServiceProcessTests", dependencies: ["Kafka", "KafkaTestSupport", "StreamPipeline"], linkerSettings: rdkafkaRPath),
+        .testTarget(name: "ServiceProcessTests", dependencies: ["Kafka", "KafkaTestSupport", "StreamPipeline", "Timeouts"], linkerSettings: rdkafkaRPath),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -17,6 +17,7 @@ public final class KafkaConsumer: Sendable {
     private let pollThread: PollThread
     private let blockingCalls: BlockingCallQueue
     private let hasGroup: Bool
+    private let rebalancer: Rebalancer
 
     /// The consumer's events. Iterate from a single task.
     public var events: ConsumerEvents { ConsumerEvents(buffer: buffer) }
@@ -26,6 +27,7 @@ public final class KafkaConsumer: Sendable {
     public init(configuration: ConsumerConfiguration, logger: Logger) throws(KafkaError) {
         let buffer = EventBuffer(capacity: configuration.eventBufferCapacity, capacityBytes: configuration.eventBufferBytes)
         let rebalancer = Rebalancer(buffer: buffer, revocationTimeout: configuration.revocationTimeout, logger: logger)
+        self.rebalancer = rebalancer
         let context = ClientContext(logger: logger, rebalance: { rebalancer.handle($0, $1, $2) })
         var properties = configuration.librdkafkaProperties
         if properties["group.id"] == nil {
@@ -237,6 +239,14 @@ public final class KafkaConsumer: Sendable {
         buffer.stopBlocking()
         await pollThread.join()
     }
+
+    /// Closes when the reader has nothing left to finish (its work is committed, or left to the partitions'
+    /// next owner): the revocations closing causes are acknowledged at once instead of waiting for the reader.
+    /// Their `.revoked` events are still delivered, already acknowledged.
+    public func closeAcknowledgingRevocations() async {
+        rebalancer.acknowledgesAtOnce.store(true, ordering: .releasing)
+        await close()
+    }
 }
 
 /// A consumer group's identity (group id, generation, member id), captured for transactional offset commits.
@@ -258,6 +268,8 @@ private final class Rebalancer: Sendable {
     let buffer: EventBuffer
     let revocationTimeout: Duration
     let logger: Logger
+    /// Set while closing with nothing left to finish: revocations need no acknowledgement from the reader.
+    let acknowledgesAtOnce = Atomic<Bool>(false)
 
     init(buffer: EventBuffer, revocationTimeout: Duration, logger: Logger) {
         self.buffer = buffer
@@ -285,6 +297,7 @@ private final class Rebalancer: Sendable {
             } else {
                 logger.info("partitions revoked: \(partitions); waiting for the reader to finish them")
                 let acknowledgement = RevocationAcknowledgement()
+                if acknowledgesAtOnce.load(ordering: .acquiring) { acknowledgement.acknowledge() }
                 buffer.push(.revoked(partitions, acknowledgement))
                 if !acknowledgement.wait(timeout: revocationTimeout) {
                     logger.warning("revocation of \(partitions) not acknowledged within \(revocationTimeout); giving them up")

@@ -1,4 +1,5 @@
 import Kafka
+import Timeouts
 import Synchronization
 
 /// Every assigned partition's ``OffsetTracker``, shared by the consumer loop (registration), the producer's
@@ -105,25 +106,18 @@ final class OffsetBook: Sendable {
     /// Waits until every event of `partitions` consumed so far has its output acknowledged, or `timeout`.
     /// - Returns: false on timeout.
     func waitUntilDrained(_ partitions: Set<TopicPartition>, timeout: Duration) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
+        let drained = try? await withTimeout(timeout) {
+            await withTaskCancellationHandler {
                 await withCheckedContinuation { continuation in
-                    let drainedNow = self.state.withLock { state in
-                        if Self.isDrained(partitions, in: state) { return true }
+                    let resumeNow = self.state.withLock { state in
+                        if Self.isDrained(partitions, in: state) || Task.isCancelled { return true }
                         state.drainWaiters.append((partitions, continuation))
                         return false
                     }
-                    if drainedNow { continuation.resume() }
+                    if resumeNow { continuation.resume() }
                 }
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            let drained = await group.next() ?? false
-            if !drained {
-                // Release the waiter so the first child can finish.
+            } onCancel: {
+                // At the timeout: release the waiter so the wait ends.
                 let stale = self.state.withLock { state in
                     let waiting = state.drainWaiters.filter { $0.partitions == partitions }.map(\.continuation)
                     state.drainWaiters.removeAll { $0.partitions == partitions }
@@ -131,9 +125,8 @@ final class OffsetBook: Sendable {
                 }
                 stale.forEach { $0.resume() }
             }
-            group.cancelAll()
-            return drained
         }
+        return drained != nil
     }
 
     /// Stops tracking partitions that were revoked (after their final commit) or lost.

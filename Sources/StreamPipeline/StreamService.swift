@@ -337,19 +337,9 @@ public final class StreamService: Service, Sendable {
     }
 
     /// Leaves the group. Closing revokes what is still assigned; everything was drained and committed
-    /// already, so those revocations are acknowledged at once and late records are left to the next owner.
+    /// already, so those revocations need no acknowledgement and late records are left to the next owner.
     private func closeConsumer() async {
-        let events = consumer.events
-        // Unstructured, so a cancelled shutdown still acknowledges and close() does not wait out its timeout.
-        let drain = Task {
-            do {
-                for try await event in events {
-                    if case .revoked(_, let acknowledgement) = event { acknowledgement.acknowledge() }
-                }
-            } catch {}
-        }
-        await consumer.close()
-        await drain.value
+        await consumer.closeAcknowledgingRevocations()
     }
 
     // MARK: Consumer loop

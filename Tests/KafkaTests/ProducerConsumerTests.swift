@@ -69,7 +69,7 @@ struct ProducerConsumerTests {
         let lag = try await admin.consumerGroupLag(groupID: groupID, topic: topic)
         let committed = Dictionary(uniqueKeysWithValues: lag.map { ($0.topicPartition.partition, $0.committed) })
         #expect(committed == expectedByPartition.mapValues { Int64($0.count) })
-        try await consumer.closeAcknowledgingRevocations()
+        await consumer.closeAcknowledgingRevocations()
     }
 
     @Test("a paused partition delivers nothing until resumed")
@@ -122,7 +122,7 @@ struct ProducerConsumerTests {
         #expect(positions[running] == 11)
         let watermarks = try await consumer.watermarks(running)
         #expect(watermarks == WatermarkOffsets(low: 0, high: 11))
-        try await consumer.closeAcknowledgingRevocations()
+        await consumer.closeAcknowledgingRevocations()
     }
 
     @Test("a record over the producer's message.max.bytes fails with a typed error")

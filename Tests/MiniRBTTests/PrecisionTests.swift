@@ -1,4 +1,5 @@
 import Foundation
+import KafkaTestSupport
 import Testing
 @testable import MiniRBT
 
@@ -132,11 +133,8 @@ struct SharedModelPrecisionTests {
 }
 
 private enum SharedDevSet {
-    static let shared = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("shared")
-    static let model = shared.appendingPathComponent("models/minirbt-h256-chnsenticorp/v2")
-    static let texts = shared.appendingPathComponent("data/chnsenticorp/dev.jsonl")
+    static let model = SharedData.model("v2")
+    static let texts = SharedData.reviews("dev")
 
     struct Line: Decodable { let text: String }
 

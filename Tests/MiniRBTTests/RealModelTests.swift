@@ -1,24 +1,11 @@
 import Foundation
+import KafkaTestSupport
 import Testing
 import MiniRBT
 
-/// Where the shared demo checkpoints and dev texts live: ../shared next to the package root.
-private enum SharedData {
-    static let root = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("shared")
-    static let models = root.appendingPathComponent("models/minirbt-h256-chnsenticorp")
-    static let devTexts = root.appendingPathComponent("data/chnsenticorp/dev.jsonl")
-
-    static var isAvailable: Bool {
-        FileManager.default.fileExists(atPath: models.appendingPathComponent("v1/reference-dev.jsonl").path)
-            && FileManager.default.fileExists(atPath: devTexts.path)
-    }
-}
-
 /// The whole runtime (tokenizer, checkpoint, encoder, head) on the shared MiniRBT-H256 sentiment models,
 /// against PyTorch's logits for every dev text (reference-dev.jsonl, inputs truncated to 128 tokens).
-@Suite(.enabled(if: SharedData.isAvailable,
+@Suite(.enabled(if: SharedData.isPresent,
                 "../shared/models/minirbt-h256-chnsenticorp or ../shared/data/chnsenticorp is not present"))
 struct RealModelTests {
     struct DevLine: Decodable {
@@ -44,7 +31,7 @@ struct RealModelTests {
         let directory = SharedData.models.appendingPathComponent(version)
         let model = try BertModel.load(directory: directory)
         let tokenizer = try BertTokenizer(checkpointDirectory: directory)
-        let texts = try Self.jsonLines(SharedData.devTexts, as: DevLine.self)
+        let texts = try Self.jsonLines(SharedData.reviews("dev"), as: DevLine.self)
         let references = try Self.jsonLines(directory.appendingPathComponent("reference-dev.jsonl"), as: ReferenceLine.self)
         try #require(texts.map(\.id) == references.map(\.id))
 

@@ -1,4 +1,5 @@
 import Foundation
+import KafkaTestSupport
 import Testing
 @testable import MiniRBT
 
@@ -275,10 +276,6 @@ struct TokenizerTests {
         var text: String
     }
 
-    /// Tests/MiniRBTTests → Tests → the package root; shared data sits next to it.
-    private static let packageRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    private static let sharedRoot = packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
 
     private static func fixture(_ name: String) -> URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent()
@@ -286,11 +283,11 @@ struct TokenizerTests {
     }
 
     private static func referenceTokenizer() throws -> BertTokenizer {
-        try BertTokenizer(checkpointDirectory: sharedRoot.appendingPathComponent("models/minirbt-h256-chnsenticorp/v1"))
+        try BertTokenizer(checkpointDirectory: SharedData.model("v1"))
     }
 
     private static func corpusRows(_ file: String) throws -> [CorpusRow] {
-        let url = sharedRoot.appendingPathComponent("data/chnsenticorp/\(file).jsonl")
+        let url = SharedData.reviews(file)
         let text = try String(contentsOf: url, encoding: .utf8)
         let decoder = JSONDecoder()
         return try text.split(separator: "\n").map { try decoder.decode(CorpusRow.self, from: Data($0.utf8)) }

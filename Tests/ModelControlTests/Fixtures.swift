@@ -1,14 +1,12 @@
 import Foundation
+import KafkaTestSupport
 import ModelControl
 
 /// Shared models (read-only) and scratch registries for the control-plane tests.
 enum Fixtures {
-    /// `../shared/models/minirbt-h256-chnsenticorp`, located from this file, never copied into the repository.
-    static let sharedModels: URL = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("shared/models/minirbt-h256-chnsenticorp")
+    static let sharedModels = SharedData.models
 
-    static func checkpoint(_ version: String) -> URL { sharedModels.appendingPathComponent(version) }
+    static func checkpoint(_ version: String) -> URL { SharedData.model(version) }
 
     /// A fresh registry directory, removed by the caller's `defer`.
     static func temporaryDirectory(_ purpose: String) throws -> URL {

@@ -1,4 +1,5 @@
 import Foundation
+import KafkaTestSupport
 
 /// One run of `minirbt-admin` to completion.
 struct AdminRun: Sendable, CustomStringConvertible {
@@ -33,7 +34,7 @@ enum AdminProcess {
     @discardableResult
     static func succeed(_ arguments: [String], timeout: Duration = .seconds(180)) async throws -> AdminRun {
         let run = try await run(arguments, timeout: timeout)
-        guard run.succeeded else { throw E2EFailure("expected success from \(run)") }
+        guard run.succeeded else { throw TestFailure("expected success from \(run)") }
         return run
     }
 }

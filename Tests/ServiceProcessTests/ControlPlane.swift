@@ -54,7 +54,7 @@ struct ControlPlane: Sendable {
     @discardableResult
     func rolloutSucceeds(_ arguments: [String]) async throws -> AdminRun {
         let run = try await rollout(arguments)
-        guard run.succeeded else { throw E2EFailure("expected success from \(run)") }
+        guard run.succeeded else { throw TestFailure("expected success from \(run)") }
         return run
     }
 
@@ -81,7 +81,7 @@ struct ControlPlane: Sendable {
         try FileManager.default.copyItem(at: source, to: target)
         let manifestURL = target.appendingPathComponent("manifest.json")
         guard var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: manifestURL)) as? [String: Any] else {
-            throw E2EFailure("\(manifestURL.path) is not a JSON object")
+            throw TestFailure("\(manifestURL.path) is not a JSON object")
         }
         manifest["version"] = corrupt
         try JSONSerialization.data(withJSONObject: manifest, options: [.sortedKeys]).write(to: manifestURL)
@@ -91,7 +91,7 @@ struct ControlPlane: Sendable {
         defer { try? handle.close() }
         let middle = try handle.seekToEnd() / 2
         try handle.seek(toOffset: middle)
-        guard let byte = try handle.read(upToCount: 1)?.first else { throw E2EFailure("\(weights.path) is empty") }
+        guard let byte = try handle.read(upToCount: 1)?.first else { throw TestFailure("\(weights.path) is empty") }
         try handle.seek(toOffset: middle)
         try handle.write(contentsOf: [byte ^ 0xFF])
     }

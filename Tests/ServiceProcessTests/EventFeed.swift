@@ -1,4 +1,5 @@
 import Foundation
+import Timeouts
 import Kafka
 import KafkaTestSupport
 import Synchronization
@@ -60,31 +61,23 @@ final class EventFeed: Sendable {
 
     /// Waits until `count` events were sent in all (by a stream running meanwhile); throws after `timeout`.
     func waitUntilSent(_ count: Int, timeout: Duration) async throws {
-        let reached = try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                let id = UUID()
-                await withTaskCancellationHandler {
-                    await withCheckedContinuation { continuation in
-                        let done = self.countWaiters.withLock { waiters in
-                            guard self.count < count, !Task.isCancelled else { return true }
-                            waiters[id] = (count, continuation)
-                            return false
-                        }
-                        if done { continuation.resume() }
+        let reached = try await withTimeout(timeout) {
+            let id = UUID()
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    let done = self.countWaiters.withLock { waiters in
+                        guard self.count < count, !Task.isCancelled else { return true }
+                        waiters[id] = (count, continuation)
+                        return false
                     }
-                } onCancel: {
-                    self.countWaiters.withLock { $0.removeValue(forKey: id) }?.continuation.resume()
+                    if done { continuation.resume() }
                 }
-                return self.count >= count
+            } onCancel: {
+                self.countWaiters.withLock { $0.removeValue(forKey: id) }?.continuation.resume()
             }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return false
-            }
-            defer { group.cancelAll() }
-            return try await group.next() ?? false
-        }
-        guard reached else { throw E2EFailure("only \(self.count) of \(count) events were sent within \(timeout)") }
+            return self.count >= count
+        } ?? false
+        guard reached else { throw TestFailure("only \(self.count) of \(count) events were sent within \(timeout)") }
     }
 
     /// Sends `count` events back to back.

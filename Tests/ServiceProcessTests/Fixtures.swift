@@ -3,26 +3,13 @@ import KafkaTestSupport
 
 /// Shared data and the service's common command line.
 enum E2EFixtures {
-    /// `../shared` beside the repository.
-    static let sharedRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("shared")
-
-    static func modelDirectory(_ version: String) -> URL {
-        sharedRoot.appendingPathComponent("models/minirbt-h256-chnsenticorp/\(version)")
-    }
-
-    /// Whether the demo models and reviews are present (the tests are skipped without them).
-    static var sharedDataPresent: Bool {
-        [modelDirectory("v1").appendingPathComponent("model.safetensors"),
-         modelDirectory("v2").appendingPathComponent("model.safetensors"),
-         sharedRoot.appendingPathComponent("data/chnsenticorp/dev.jsonl")]
-            .allSatisfy { FileManager.default.fileExists(atPath: $0.path) }
-    }
+    static let sharedRoot = SharedData.root
+    static func modelDirectory(_ version: String) -> URL { SharedData.model(version) }
+    static var sharedDataPresent: Bool { SharedData.isPresent }
 
     /// The texts of the dev reviews, in file order.
     static let reviewTexts: [String] = {
-        let url = sharedRoot.appendingPathComponent("data/chnsenticorp/dev.jsonl")
+        let url = SharedData.reviews("dev")
         guard let contents = try? String(contentsOf: url, encoding: .utf8) else { return [] }
         return contents.split(separator: "\n").compactMap { line in
             let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]

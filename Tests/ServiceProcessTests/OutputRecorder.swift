@@ -1,4 +1,5 @@
 import Foundation
+import Timeouts
 import Kafka
 import KafkaTestSupport
 import Synchronization
@@ -20,13 +21,14 @@ final class OutputRecorder: Sendable {
 
     /// Starts reading every partition of both topics from the beginning.
     init(resultTopic: String, deadLetterTopic: String,
-         isolation: ConsumerConfiguration.IsolationLevel = .readCommitted) async throws {
+         isolation: ConsumerConfiguration.IsolationLevel = .readCommitted,
+         kafka: KafkaConfiguration = TestBroker.kafka(client: "e2e-recorder")) async throws {
         state = Mutex(State(outputs: Outputs(resultTopic: resultTopic)))
         let topics = [resultTopic, deadLetterTopic]
-        var configuration = ConsumerConfiguration(kafka: TestBroker.kafka(client: "e2e-recorder"))
+        var configuration = ConsumerConfiguration(kafka: kafka)
         configuration.isolationLevel = isolation
         consumer = try KafkaConsumer(configuration: configuration, logger: TestBroker.logger)
-        let admin = try KafkaAdmin(configuration: TestBroker.kafka, logger: TestBroker.logger)
+        let admin = try KafkaAdmin(configuration: kafka, logger: TestBroker.logger)
         var assignment: [TopicPartition: KafkaOffset] = [:]
         for topic in topics {
             for partition in 0..<Int32(try await admin.describeTopic(topic).partitionCount) {
@@ -70,25 +72,17 @@ final class OutputRecorder: Sendable {
     func wait(for what: String, timeout: Duration,
               progress: @escaping @Sendable (Outputs) -> String = { "\($0.count) outputs read" },
               until condition: @escaping @Sendable (Outputs) -> Bool) async throws -> Outputs {
-        let outcome = try await withThrowingTaskGroup(of: Outputs?.self) { group in
-            group.addTask {
-                while true {
-                    let (outputs, generation, failure) = self.state.withLock { ($0.outputs, $0.generation, $0.failure) }
-                    if let failure { throw E2EFailure("reading the outputs failed: \(failure)") }
-                    if condition(outputs) { return outputs }
-                    await self.change(after: generation)
-                    try Task.checkCancellation()
-                }
+        let outcome = try await withTimeout(timeout) {
+            while true {
+                let (outputs, generation, failure) = self.state.withLock { ($0.outputs, $0.generation, $0.failure) }
+                if let failure { throw TestFailure("reading the outputs failed: \(failure)") }
+                if condition(outputs) { return outputs }
+                await self.change(after: generation)
+                try Task.checkCancellation()
             }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            return try await group.next() ?? nil
         }
         guard let outcome else {
-            throw E2EFailure("timed out after \(timeout) waiting for \(what); \(progress(outputs))")
+            throw TestFailure("timed out after \(timeout) waiting for \(what); \(progress(outputs))")
         }
         return outcome
     }

@@ -108,25 +108,24 @@ import Glibc
           .timeLimit(.minutes(6)), arguments: [true, false])
     func brokerFrozenPastMessageTimeout(idempotence: Bool) async throws {
         try ProductBinaries.require()
-        let broker = try FaultBroker()
+        let broker = try TansuProcess(logName: "minirbt-fault-broker")
         defer { broker.stop() }
         let messageTimeout = Duration.milliseconds(5000)
         let input = try await broker.createTopic("e2e-freeze-in", partitions: 4)
         let output = try await broker.createTopic("e2e-freeze-out", partitions: 2)
         let dlq = try await broker.createTopic("e2e-freeze-dlq", partitions: 1)
         let group = TestBroker.uniqueTopic("e2e-freeze-group")
-        let metricsPort = try FaultNet.freeLoopbackPort()
+        let metricsPort = try Loopback.freePort()
         let arguments = ["run", "--brokers", broker.bootstrapServers, "--group", group, "--input-topic", input,
                          "--output-topic", output, "--dlq-topic", dlq, "--shards", "2", "--max-batch", "8",
                          "--metrics-port", "\(metricsPort)", "--metrics-host", "127.0.0.1",
                          "--model", E2EFixtures.modelDirectory("v2").path,
                          "--kafka", "message.timeout.ms=\(messageTimeout.components.seconds * 1000)",
                          "--kafka", "enable.idempotence=\(idempotence)"]
-        func readyz() -> (code: Int, body: String)? { FaultNet.httpStatus(port: metricsPort, path: "/readyz") }
+        func readyz() -> (code: Int, body: String)? { Loopback.httpStatus(port: metricsPort, path: "/readyz") }
 
         let feed = try FaultFeed(kafka: broker.kafka(client: "fault-feed"), topic: input)
-        let recorder = try await FaultRecorder(kafka: broker.kafka(client: "fault-recorder"),
-                                               resultTopic: output, deadLetterTopic: dlq)
+        let recorder = try await OutputRecorder(resultTopic: output, deadLetterTopic: dlq, kafka: broker.kafka(client: "fault-recorder"))
         try await withE2EScope { scope in
             // A backlog big enough that the service still has events to infer and publish when the broker
             // freezes (a debug build needs up to ~0.2 s per event per shard).
@@ -207,8 +206,8 @@ import Glibc
                         _ condition: () -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while !condition() {
-            if let service, let exit = service.exit { throw E2EFailure("\(service.name) ended (\(exit)) before \(what)\n\(service.logTail())") }
-            guard ContinuousClock.now < deadline else { throw E2EFailure("no \(what) within \(timeout)\n\(service?.logTail() ?? "")") }
+            if let service, let exit = service.exit { throw TestFailure("\(service.name) ended (\(exit)) before \(what)\n\(service.logTail())") }
+            guard ContinuousClock.now < deadline else { throw TestFailure("no \(what) within \(timeout)\n\(service?.logTail() ?? "")") }
             try await Task.sleep(for: .milliseconds(200))
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import KafkaTestSupport
 
 /// Where `swift build --build-tests` put the product executables: beside the test bundle.
 enum ProductBinaries {
@@ -22,7 +23,7 @@ enum ProductBinaries {
     /// Throws unless both executables exist, saying how to build them.
     static func require() throws {
         for binary in [stream, admin] where !FileManager.default.isExecutableFile(atPath: binary.path) {
-            throw E2EFailure("\(binary.path) is missing: build the products with the tests (`swift build --build-tests`) or set MINIRBT_E2E_BIN_DIR")
+            throw TestFailure("\(binary.path) is missing: build the products with the tests (`swift build --build-tests`) or set MINIRBT_E2E_BIN_DIR")
         }
     }
 }

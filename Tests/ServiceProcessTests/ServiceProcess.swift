@@ -1,4 +1,6 @@
 import Foundation
+import KafkaTestSupport
+import Timeouts
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -36,7 +38,7 @@ final class ServiceProcess: Sendable {
         try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)
         logFile = logDirectory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(8)).log")
         guard FileManager.default.createFile(atPath: logFile.path, contents: nil) else {
-            throw E2EFailure("could not create the log file \(logFile.path)")
+            throw TestFailure("could not create the log file \(logFile.path)")
         }
         let log = try FileHandle(forWritingTo: logFile)
         defer { try? log.close() }
@@ -94,17 +96,8 @@ final class ServiceProcess: Sendable {
     /// Waits for the process to end; throws when it is still running after `timeout`.
     @discardableResult
     func waitForExit(timeout: Duration) async throws -> Exit {
-        let outcome = try await withThrowingTaskGroup(of: Exit?.self) { group in
-            group.addTask { await self.exitMonitor.exited() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            return try await group.next() ?? nil
-        }
-        guard let outcome else {
-            throw E2EFailure("\(name) (pid \(pid)) was still running \(timeout) later\n\(logTail())")
+        guard let outcome = try await withTimeout(timeout, { await self.exitMonitor.exited() }) ?? nil else {
+            throw TestFailure("\(name) (pid \(pid)) was still running \(timeout) later\n\(logTail())")
         }
         return outcome
     }
@@ -118,10 +111,10 @@ final class ServiceProcess: Sendable {
         let deadline = ContinuousClock.now + timeout
         while !log.contains(text) {
             if let exit {
-                throw E2EFailure("\(name) ended (\(exit)) before logging '\(text)'\n\(logTail())")
+                throw TestFailure("\(name) ended (\(exit)) before logging '\(text)'\n\(logTail())")
             }
             guard ContinuousClock.now < deadline else {
-                throw E2EFailure("\(name) did not log '\(text)' within \(timeout)\n\(logTail())")
+                throw TestFailure("\(name) did not log '\(text)' within \(timeout)\n\(logTail())")
             }
             try await Task.sleep(for: .milliseconds(200))
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KafkaTestSupport
 import Testing
 @testable import StreamCLI
 
@@ -147,9 +148,7 @@ import Testing
 
 /// The offline commands on real files: bad lines get an error line and the run goes on, in input order.
 @Suite struct OfflineCommandTests {
-    static let shared = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared")
-    static let model = shared.appendingPathComponent("models/minirbt-h256-chnsenticorp/v1")
+    static let model = SharedData.model("v1")
 
     static func run(_ command: some ParsableCommand) throws {
         var command = command

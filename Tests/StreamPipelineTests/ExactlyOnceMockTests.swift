@@ -13,7 +13,7 @@ import Testing
 /// aborted transaction's records never reach it (AddPartitionsToTxn), which makes "each event exactly once
 /// in the log" a valid check of lost = 0 and duplicates = 0.
 @Suite(.serialized) struct ExactlyOnceMockTests {
-    static let modelDirectory = PipelineFixtures.sharedRoot.appendingPathComponent("models/minirbt-h256-chnsenticorp/v2")
+    static let modelDirectory = SharedData.model("v2")
     static var hasModel: Bool { FileManager.default.fileExists(atPath: modelDirectory.path) }
 
     struct Topics {

@@ -8,7 +8,7 @@ import Testing
 /// Issue #12 through a real broker: poison timestamps, records too large to publish as they are, a missing
 /// output topic, and a burst of large events against the byte budget. Each test prints what it counted.
 @Suite struct FaultTests {
-    static let modelDirectory = PipelineFixtures.sharedRoot.appendingPathComponent("models/minirbt-h256-chnsenticorp/v2")
+    static let modelDirectory = SharedData.model("v2")
     static var hasModel: Bool { FileManager.default.fileExists(atPath: modelDirectory.path) }
 
     static func settings(input: String, output: String, dlq: String) -> StreamSettings {

@@ -6,10 +6,7 @@ import ServiceLifecycle
 @testable import StreamPipeline
 
 enum PipelineFixtures {
-    /// `../shared` beside the repository.
-    static let sharedRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("shared")
+    static let sharedRoot = SharedData.root
 
     struct Review {
         var id: String
@@ -18,7 +15,7 @@ enum PipelineFixtures {
     }
 
     static func devReviews(limit: Int) throws -> [Review] {
-        let url = sharedRoot.appendingPathComponent("data/chnsenticorp/dev.jsonl")
+        let url = SharedData.reviews("dev")
         return try String(contentsOf: url, encoding: .utf8).split(separator: "\n").prefix(limit).map { line in
             let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
             return Review(id: object?["id"] as? String ?? "", text: object?["text"] as? String ?? "", line: String(line))

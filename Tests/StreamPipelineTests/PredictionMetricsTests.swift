@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import KafkaTestSupport
 import Kafka
 import Logging
 import MiniRBT
@@ -74,7 +75,7 @@ final class RecordingMetricsFactory: MetricsFactory, Sendable {
 }
 
 @Suite struct PredictionMetricsTests {
-    static let modelsRoot = PipelineFixtures.sharedRoot.appendingPathComponent("models/minirbt-h256-chnsenticorp")
+    static let modelsRoot = SharedData.models
 
     private func prediction(_ label: String?, _ score: Float?, truncated: Bool = false) -> Prediction {
         Prediction(label: label, score: score, truncated: truncated)

@@ -1,4 +1,5 @@
 import Foundation
+import KafkaTestSupport
 import Testing
 import MiniRBT
 import Synchronization
@@ -7,7 +8,7 @@ import Synchronization
 /// Canary and shadow batches alternate two models; each must keep its prepared session (packed weights)
 /// instead of rebuilding it on every switch.
 @Suite struct PredictorSessionTests {
-    static let models = PipelineFixtures.sharedRoot.appendingPathComponent("models/minirbt-h256-chnsenticorp")
+    static let models = SharedData.models
 
     static func load(_ version: String) throws -> LoadedModel {
         try LoadedModel.load(directory: models.appendingPathComponent(version))

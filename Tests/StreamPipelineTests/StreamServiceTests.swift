@@ -1,4 +1,5 @@
 import Foundation
+import KafkaTestSupport
 import Kafka
 import Logging
 import ServiceLifecycle
@@ -7,7 +8,7 @@ import Testing
 
 /// End to end through a real broker: the service in-process, events in, results and dead letters out.
 @Suite struct StreamServiceTests {
-    static let modelDirectory = PipelineFixtures.sharedRoot.appendingPathComponent("models/minirbt-h256-chnsenticorp/v2")
+    static let modelDirectory = SharedData.model("v2")
 
     @Test(.enabled(if: FileManager.default.fileExists(atPath: modelDirectory.path), "needs ../shared/models"),
           arguments: [1, 2, 4])

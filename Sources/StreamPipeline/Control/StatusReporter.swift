@@ -126,20 +126,22 @@ public final class StatusReporter: Service, Sendable {
 
     /// Heartbeats until graceful shutdown: on a timer and after every change.
     public func run() async throws {
-        let ticker = Task { [wake, interval] in
-            while !Task.isCancelled {
-                wake.yield()
-                try? await Task.sleep(for: interval)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [wake, interval] in
+                while !Task.isCancelled {
+                    wake.yield()
+                    try? await Task.sleep(for: interval)
+                }
             }
-        }
-        defer { ticker.cancel() }
-        for await _ in wakeUps.cancelOnGracefulShutdown() {
-            do {
-                try await publish()
-            } catch {
-                // A missed heartbeat only makes the instance look stale for a moment; the next one follows.
-                logger.warning("status heartbeat not published", metadata: ["topic": "\(topic)", "error": "\(error)"])
+            for await _ in wakeUps.cancelOnGracefulShutdown() {
+                do {
+                    try await publish()
+                } catch {
+                    // A missed heartbeat only makes the instance look stale for a moment; the next one follows.
+                    logger.warning("status heartbeat not published", metadata: ["topic": "\(topic)", "error": "\(error)"])
+                }
             }
+            group.cancelAll()
         }
     }
 }
