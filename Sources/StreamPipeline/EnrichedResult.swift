@@ -105,7 +105,7 @@ public struct EnrichedResult: Codable, Sendable, Equatable {
 /// What the dead-letter topic receives for an event that could not be processed.
 public struct DeadLetter: Codable, Sendable, Equatable {
     public struct Reason: Codable, Sendable, Equatable {
-        public var code: String
+        public var code: DeadLetterCode
         public var message: String
     }
 
@@ -134,7 +134,7 @@ public struct DeadLetter: Codable, Sendable, Equatable {
         case valueSha256 = "value_sha256"
     }
 
-    public init(code: String, message: String, source: SourceCoordinates, originalValue: [UInt8], at date: Date = Date()) {
+    public init(code: DeadLetterCode, message: String, source: SourceCoordinates, originalValue: [UInt8], at date: Date = Date()) {
         self.error = Reason(code: code, message: message)
         self.source = source
         self.valueBase64 = Data(originalValue).base64EncodedString()

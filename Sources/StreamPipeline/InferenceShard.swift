@@ -125,7 +125,7 @@ final class InferenceShard: Sendable {
 
         for (index, result) in decoded.enumerated() {
             if case .failure(let error) = result {
-                outcomes[index] = .deadLetter(deadLetter(batch[index].record, code: error.code.rawValue,
+                outcomes[index] = .deadLetter(deadLetter(batch[index].record, code: error.code,
                                                          message: error.message))
             }
         }
@@ -152,7 +152,7 @@ final class InferenceShard: Sendable {
 
         return batch.indices.map { index in
             ShardOutput(record: batch[index].record,
-                        outcome: outcomes[index] ?? .deadLetter(deadLetter(batch[index].record, code: "internal",
+                        outcome: outcomes[index] ?? .deadLetter(deadLetter(batch[index].record, code: .internal,
                                                                            message: "no result was produced")),
                         shadow: shadows[index], generation: batch[index].generation, size: batch[index].size)
         }
@@ -183,13 +183,13 @@ final class InferenceShard: Sendable {
             logger.error("inference failed", metadata: ["shard": "\(index)", "model": "\(model.identity.version)",
                                                         "error": "\(error)"])
             for index in indices {
-                store(index, .deadLetter(deadLetter(batch[index].record, code: "inference_failed",
+                store(index, .deadLetter(deadLetter(batch[index].record, code: .inferenceFailed,
                                                     message: "\(error)")))
             }
         }
     }
 
-    private func deadLetter(_ record: ConsumerRecord, code: String, message: String) -> DeadLetter {
+    private func deadLetter(_ record: ConsumerRecord, code: DeadLetterCode, message: String) -> DeadLetter {
         DeadLetter(code: code, message: message,
                    source: SourceCoordinates(topic: record.topic, partition: record.partition,
                                              offset: record.offset, timestamp: record.timestampMilliseconds),

@@ -17,16 +17,8 @@ public struct TextEvent: Sendable, Equatable {
 /// Why a record could not become a ``TextEvent``. The code is stable and machine-readable; it is what the
 /// dead-letter record carries in its `error.code` field.
 public struct EventDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
-    public enum Code: String, Sendable, Codable, CaseIterable {
-        case invalidUTF8 = "invalid_utf8"
-        case malformedJSON = "malformed_json"
-        case notAnObject = "not_an_object"
-        case missingText = "missing_text"
-        case textNotString = "text_not_string"
-        case emptyText = "empty_text"
-        case textPairNotString = "text_pair_not_string"
-        case emptyRecord = "empty_record"
-    }
+    /// One of the decoding codes of ``DeadLetterCode`` (`invalid_utf8` … `empty_record`).
+    public typealias Code = DeadLetterCode
 
     public var code: Code
     public var message: String

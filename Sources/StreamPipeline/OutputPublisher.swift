@@ -268,7 +268,7 @@ final class OutputPublisher: Sendable {
             do {
                 value = try JSONEncoder.results.encodedBytes(result)
             } catch {
-                return deadLetter(output, code: "unencodable_result",
+                return deadLetter(output, code: .unencodableResult,
                                   message: "the result could not be encoded as JSON (\(error)); the event is kept here instead")
             }
             // A producer-supplied error header must not pass into a result.
@@ -276,7 +276,7 @@ final class OutputPublisher: Sendable {
             headers.append(KafkaHeader(name: settings.versionHeader, value: result.model.version))
             let record = ProducerRecord(topic: settings.outputTopic, key: source.key, value: value, headers: headers)
             guard record.payloadSize <= settings.maxRecordBytes else {
-                return deadLetter(output, code: "result_too_large",
+                return deadLetter(output, code: .resultTooLarge,
                                   message: "the result is \(record.payloadSize) bytes with the input's key and headers, more than the \(settings.maxRecordBytes) a record may have (message.max.bytes)")
             }
             return Publication(output: output, record: record, letter: nil, limit: settings.maxRecordBytes)
@@ -289,7 +289,7 @@ final class OutputPublisher: Sendable {
         }
     }
 
-    private func deadLetter(_ output: ShardOutput, code: String, message: String) -> Publication {
+    private func deadLetter(_ output: ShardOutput, code: DeadLetterCode, message: String) -> Publication {
         let source = output.record
         let letter = DeadLetter(code: code, message: message,
                                 source: SourceCoordinates(topic: source.topic, partition: source.partition,
@@ -309,7 +309,7 @@ final class OutputPublisher: Sendable {
         guard let letter = publication.letter else {
             logger.warning("the output topic refused a result; dead-lettering the event",
                            metadata: ["source": "\(source.topicPartition)@\(source.offset)", "error": "\(error)"])
-            var replaced = deadLetter(publication.output, code: "publish_failed",
+            var replaced = deadLetter(publication.output, code: .publishFailed,
                                       message: "the result could not be published: \(error)")
             if error.isMessageTooLarge, let whole = replaced.letter {
                 replaced.limit = min(replaced.limit, max(Self.smallestDeadLetter, publication.record.payloadSize / 2))
@@ -336,7 +336,7 @@ final class OutputPublisher: Sendable {
     static func fittingDeadLetter(_ letter: DeadLetter, of source: ConsumerRecord, topic: String, limit: Int,
                                   versionHeader: String) -> ProducerRecord {
         var headers = source.headers.filter { $0.name != errorHeader && $0.name != versionHeader }
-        let errorHeaderValue = KafkaHeader(name: errorHeader, value: letter.error.code)
+        let errorHeaderValue = KafkaHeader(name: errorHeader, value: letter.error.code.rawValue)
         var key = source.key
         func record(_ letter: DeadLetter) -> ProducerRecord {
             let value = (try? JSONEncoder.results.encodedBytes(letter)) ?? Array(letter.error.message.utf8)

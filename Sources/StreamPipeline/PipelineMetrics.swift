@@ -60,8 +60,8 @@ public final class PipelineMetrics: Sendable {
         totals.withLock { $0.produced += 1 }
     }
 
-    func deadLettered(code: String) {
-        Counter(label: "minirbt_dead_letters_total", dimensions: [("code", code)], factory: factory).increment()
+    func deadLettered(code: DeadLetterCode) {
+        Counter(label: "minirbt_dead_letters_total", dimensions: [("code", code.rawValue)], factory: factory).increment()
         totals.withLock { $0.deadLettered += 1 }
     }
 

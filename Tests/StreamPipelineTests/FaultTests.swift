@@ -97,10 +97,10 @@ import Testing
         for key in keys { #expect(byKey[key]?.count == 1, "\(key)") }
         #expect(records.allSatisfy { ($0.value?.count ?? 0) <= settings.maxRecordBytes })
         let controlsLetter = try JSONDecoder().decode(DeadLetter.self, from: Data(byKey["controls"]?.first?.value ?? []))
-        #expect(controlsLetter.error.code == "malformed_json")
+        #expect(controlsLetter.error.code == .malformedJSON)
         #expect(controlsLetter.valueTruncated != nil && controlsLetter.valueSize == controls.count)
         let idLetter = try JSONDecoder().decode(DeadLetter.self, from: Data(byKey["huge-id"]?.first?.value ?? []))
-        #expect(idLetter.error.code == "result_too_large")
+        #expect(idLetter.error.code == .resultTooLarge)
         let forged = try #require(byKey["forged-header"]?.first)
         #expect(forged.topic == output)
         #expect(!forged.headers.contains { $0.name == "minirbt-error" })

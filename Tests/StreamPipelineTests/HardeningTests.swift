@@ -222,7 +222,7 @@ final class FakeProducer: Sendable {
                            shadow: nil)
     }
 
-    static func deadLetter(_ record: ConsumerRecord, code: String = "malformed_json") -> ShardOutput {
+    static func deadLetter(_ record: ConsumerRecord, code: DeadLetterCode = .malformedJSON) -> ShardOutput {
         ShardOutput(record: record,
                     outcome: .deadLetter(DeadLetter(code: code, message: "expected a JSON object",
                                                     source: SourceCoordinates(topic: record.topic, partition: record.partition,
@@ -273,7 +273,7 @@ final class FakeProducer: Sendable {
         let letters = try delivered.filter { $0.topic == "dlq" }.map(Self.letter)
         let byOffset = Dictionary(uniqueKeysWithValues: letters.map { ($0.source.offset, $0) })
         let truncated = try #require(byOffset[1])
-        #expect(truncated.error.code == "malformed_json")
+        #expect(truncated.error.code == .malformedJSON)
         #expect(truncated.value == nil, "the 6-bytes-per-character text form is left out")
         #expect(truncated.valueSize == controls.count)
         #expect(truncated.valueSha256 == SHA256.hash(data: controls).map { String(format: "%02x", $0) }.joined())
@@ -281,9 +281,9 @@ final class FakeProducer: Sendable {
         #expect(kept == Data(controls), "the bytes alone fit: value_base64 keeps all of them")
         #expect(truncated.valueTruncated == false)
         #expect(truncated.error.message.contains("fit one record"))
-        #expect(byOffset[2]?.error.code == "result_too_large")
+        #expect(byOffset[2]?.error.code == .resultTooLarge)
         #expect(byOffset[2]?.valueTruncated == nil, "the event itself is small: kept whole")
-        #expect(byOffset[3]?.error.code == "unencodable_result")
+        #expect(byOffset[3]?.error.code == .unencodableResult)
 
         let result4 = try #require(delivered.first { $0.topic == "out" && $0.headers.contains { $0.name == "trace" } })
         #expect(!result4.headers.contains { $0.name == "minirbt-error" }, "a forged error header does not pass into a result")
@@ -336,14 +336,14 @@ final class FakeProducer: Sendable {
         }
         let value = [UInt8](repeating: 0xff, count: 600_000)  // invalid UTF-8
         // A dead letter of 800 KB, and a result of 150 KB (a long id) that the broker refuses too.
-        try await Self.publisher(producer).publish([Self.deadLetter(Self.record(0, value: value), code: "invalid_utf8"),
+        try await Self.publisher(producer).publish([Self.deadLetter(Self.record(0, value: value), code: .invalidUTF8),
                                                     Self.result(Self.record(1, value: value),
                                                                 id: String(repeating: "x", count: 150_000))])
         Self.count(producer, sent: 2)
         #expect(producer.delivered.count == 2)
         #expect(producer.delivered.allSatisfy { $0.topic == "dlq" && $0.payloadSize <= 100_000 })
         let letters = try producer.delivered.map(Self.letter)
-        #expect(letters.map(\.error.code).sorted() == ["invalid_utf8", "publish_failed"])
+        #expect(letters.map(\.error.code.rawValue).sorted() == ["invalid_utf8", "publish_failed"])
         #expect(letters.allSatisfy { $0.valueSize == 600_000 && $0.valueTruncated == true })
     }
 }

@@ -20,12 +20,12 @@ import Testing
         let dlq = try await PipelineBroker.createTopic("dlq", partitions: 1)
 
         // Reviews with the bad inputs interleaved, keyed so every output can be traced to its event.
-        var sent: [(key: String, value: [UInt8], expectedCode: String?)] = []
+        var sent: [(key: String, value: [UInt8], expectedCode: DeadLetterCode?)] = []
         for (index, review) in reviews.enumerated() {
             sent.append(("review-\(index)", Array(review.line.utf8), nil))
             if index % 8 == 0, index / 8 < badEvents.count {
                 let bad = badEvents[index / 8]
-                sent.append(("bad-\(index / 8)", bad.value, bad.code.rawValue))
+                sent.append(("bad-\(index / 8)", bad.value, bad.code))
             }
         }
         try await PipelineBroker.produce(sent.map { ($0.key, $0.value) }, to: input)
