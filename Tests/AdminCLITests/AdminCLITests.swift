@@ -22,13 +22,13 @@ struct AdminCLITests {
     @Test("deploy refuses --canary with --shadow, and shares outside 1...100")
     func deployValidation() {
         #expect(throws: (any Error).self) {
-            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "20", "--shadow", "--key", "k"])
+            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "20", "--shadow", "--key", "k", "--registry", "r"])
         }
         #expect(throws: (any Error).self) {
-            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "0", "--key", "k"])
+            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "0", "--key", "k", "--registry", "r"])
         }
         #expect(throws: Never.self) {
-            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "20", "--wait", "--key", "k"])
+            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "20", "--wait", "--key", "k", "--registry", "r"])
         }
     }
 
