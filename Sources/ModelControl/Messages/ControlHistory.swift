@@ -88,7 +88,7 @@ public enum ControlHistory {
     /// What one instance's heartbeats say about control messages.
     private struct ReplicaReports {
         var applied: Set<Int64> = []
-        var failed: [Int64: String] = [:]
+        var failed: [Int64: String?] = [:]
         var rejected: [Int64: String] = [:]
         var rejectedDigests: [String: String] = [:]
         var highestApplied: Int64?
@@ -100,7 +100,8 @@ public enum ControlHistory {
                     highestApplied = max(highestApplied ?? sequence, sequence)
                 }
                 if let sequence = heartbeat.failedSequence {
-                    failed[sequence] = heartbeat.lastError ?? "no reason reported"
+                    // Later heartbeats may have cleared last_error; the first reason stands.
+                    failed[sequence] = failed[sequence] ?? heartbeat.lastError
                 }
                 if let rejections = heartbeat.rejectedRecords {
                     for rejection in rejections {
@@ -126,7 +127,9 @@ public enum ControlHistory {
             guard accepted, let sequence = message?.sequence else {
                 return ReplicaOutcome(instance: instance, outcome: .unreported)
             }
-            if let reason = failed[sequence] { return ReplicaOutcome(instance: instance, outcome: .failed, reason: reason) }
+            if let reason = failed[sequence] {
+                return ReplicaOutcome(instance: instance, outcome: .failed, reason: reason ?? "no reason reported")
+            }
             if applied.contains(sequence) { return ReplicaOutcome(instance: instance, outcome: .applied) }
             if let highestApplied, highestApplied > sequence { return ReplicaOutcome(instance: instance, outcome: .superseded) }
             return ReplicaOutcome(instance: instance, outcome: .unreported)
