@@ -21,6 +21,18 @@ public enum ControlHistory {
         /// Each replica's outcome, by instance id.
         public var replicas: [ReplicaOutcome]
 
+        public init(offset: Int64?, appendedAt: Date?, key: String?, record: String?, accepted: Bool, reason: String?,
+                    message: ControlMessage?, replicas: [ReplicaOutcome]) {
+            self.offset = offset
+            self.appendedAt = appendedAt
+            self.key = key
+            self.record = record
+            self.accepted = accepted
+            self.reason = reason
+            self.message = message
+            self.replicas = replicas
+        }
+
         enum CodingKeys: String, CodingKey {
             case offset, key, record, accepted, reason, message, replicas
             case appendedAt = "appended_at"
@@ -45,6 +57,12 @@ public enum ControlHistory {
         public var instance: String
         public var outcome: Outcome
         public var reason: String?
+
+        public init(instance: String, outcome: Outcome, reason: String? = nil) {
+            self.instance = instance
+            self.outcome = outcome
+            self.reason = reason
+        }
     }
 
     /// The entries of `deployment`, in topic order.
