@@ -43,6 +43,9 @@ public final class ControlListener: Service, Sendable {
         public var kafka: KafkaConfiguration
         /// Longest ``catchUp(fallback:)`` waits to read the topic to its end.
         public var catchUpTimeout = Duration.seconds(30)
+        /// Where `minirbt_control_rejections_total` goes; `nil` for the backend `MetricsSystem.bootstrap`
+        /// installed (tests pass their own).
+        public var metricsFactory: (any MetricsFactory)?
 
         public init(deployment: String, registry: ModelRegistry, verifier: ControlVerifier, kafka: KafkaConfiguration) {
             self.deployment = deployment
@@ -139,7 +142,8 @@ public final class ControlListener: Service, Sendable {
         } catch {
             logger.error("\(error)", metadata: ["record": "\(record.topicPartition)@\(record.offset)",
                                                 "key": "\(controlRecord.keyText ?? "(none)")"])
-            Counter(label: "minirbt_control_rejections_total", dimensions: [("reason", error.kind)]).increment()
+            Counter(label: "minirbt_control_rejections_total", dimensions: [("reason", error.kind)],
+                    factory: configuration.metricsFactory ?? MetricsSystem.factory).increment()
             let rejected = RejectedControlRecord(offset: record.offset, key: controlRecord.keyText, record: controlRecord.digest,
                                                  kind: error.kind, reason: error.description)
             reporter?.update {
