@@ -21,7 +21,7 @@ struct ControlClient {
     /// The topic's records from the beginning to its current end.
     func records() async throws -> [ControlRecord] {
         let admin = try KafkaAdmin(configuration: kafka, logger: logger)
-        try await ControlTopics.ensure(topic, admin: admin)
+        try await ControlTopics.ensureControl(topic, admin: admin)
         let follower = try TopicFollower(topic: topic, kafka: kafka, logger: logger)
         let records = try await follower.readToEnd()
         await follower.close()

@@ -7,11 +7,21 @@ public enum ControlTopics {
     public static let defaultControlTopic = "minirbt-control"
     public static let defaultStatusTopic = "minirbt-status"
 
-    /// Creates the control or status topic if absent: one partition (a total order of control messages),
-    /// compacted (the status topic needs only the latest heartbeat per instance; the control topic keeps
-    /// every message, each under its own key, see ``recordKey(deployment:sequence:)``).
+    /// Creates the status topic if absent: one partition, compacted (only the latest heartbeat per instance
+    /// must survive). The control topic: ``ensureControl(_:admin:)``.
     public static func ensure(_ topic: String, admin: KafkaAdmin) async throws {
         try await admin.createTopic(TopicSpecification(name: topic, partitions: 1, config: ["cleanup.policy": "compact"]))
+    }
+
+    /// Creates the control topic if absent: one partition (a total order of control messages), compacted
+    /// (every message survives, each under its own key: ``recordKey(deployment:sequence:)``), with the broker stamping each
+    /// record's timestamp (`message.timestamp.type=LogAppendTime`): the validity window of a message is
+    /// checked against it, and a producer-set timestamp could be back-dated by whoever appends. An existing
+    /// topic's settings are left as they are (docs/operations.md, section 3).
+    public static func ensureControl(_ topic: String, admin: KafkaAdmin) async throws {
+        try await admin.createTopic(TopicSpecification(name: topic, partitions: 1, config: [
+            "cleanup.policy": "compact", "message.timestamp.type": "LogAppendTime",
+        ]))
     }
 
     /// The key of a control message's record: `<deployment>/<sequence>`, one key per message.

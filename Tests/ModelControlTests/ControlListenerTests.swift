@@ -17,7 +17,7 @@ struct ControlListenerTests {
         let controlTopic = TestBroker.uniqueTopic("control")
         let statusTopic = TestBroker.uniqueTopic("status")
         let admin = try KafkaAdmin(configuration: kafka, logger: logger)
-        try await ControlTopics.ensure(controlTopic, admin: admin)
+        try await ControlTopics.ensureControl(controlTopic, admin: admin)
         try await ControlTopics.ensure(statusTopic, admin: admin)
 
         let operatorKey = Curve25519.Signing.PrivateKey()
