@@ -32,7 +32,7 @@ public struct ControlLedger: Sendable {
     @discardableResult
     public mutating func accept(_ record: ControlRecord, verifier: ControlVerifier) throws(ControlRejection) -> ControlMessage? {
         let key = record.keyText
-        if let key, ControlTopics.deployment(ofRecordKey: key) != deployment, record.key.map(isPrintable) == true {
+        if let key, ControlTopics.deployment(ofRecordKey: key) != deployment, record.key.map(Self.isValidUTF8) == true {
             return nil
         }
         do throws(ControlRejection) {
@@ -75,7 +75,7 @@ public struct ControlLedger: Sendable {
         return message
     }
 
-    private func isPrintable(_ key: [UInt8]) -> Bool {
+    private static func isValidUTF8(_ key: [UInt8]) -> Bool {
         String(validating: key, as: UTF8.self) != nil
     }
 
