@@ -112,7 +112,10 @@ let package = Package(
         .testTarget(name: "ModelControlTests", dependencies: ["ModelControl", "StreamPipeline", "KafkaTestSupport"],
                     linkerSettings: rdkafkaRPath),
         .testTarget(name: "AdminCLITests", dependencies: ["AdminCLI"], linkerSettings: rdkafkaRPath),
-        .testTarget(name: "ServiceProcessTests", dependencies: ["Kafka", "KafkaTestSupport", "StreamPipeline", "Timeouts"], linkerSettings: rdkafkaRPath),
+        .testTarget(name: "ServiceProcessTests",
+                    dependencies: ["Kafka", "KafkaTestSupport", "ModelControl", "StreamPipeline", "Timeouts",
+                                   .product(name: "Crypto", package: "swift-crypto")],
+                    linkerSettings: rdkafkaRPath),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -18,20 +18,21 @@ public struct AdminCommand: AsyncParsableCommand {
               3. deploy    Send a signed control message; --canary routes a stable share of keys to the new
                            version, --shadow runs it on every event and publishes to the shadow topic only.
                              minirbt-admin deploy sentiment v2 --canary 20 --wait \\
-                               --brokers kafka:9092 --key ~/.minirbt/minirbt-control.key
+                               --registry /models --brokers kafka:9092 --key ~/.minirbt/minirbt-control.key
               4. status    Watch the fleet: versions, errors, events/s, lag per instance.
                              minirbt-admin status --brokers kafka:9092
               5. promote   Make the canary the only serving version.
-                             minirbt-admin promote sentiment --wait --brokers kafka:9092 --key ...
+                             minirbt-admin promote sentiment --wait --registry /models --brokers ... --key ...
               6. rollback  Serve the previously active version again (or abandon a canary).
-                             minirbt-admin rollback sentiment --wait --brokers kafka:9092 --key ...
+                             minirbt-admin rollback sentiment --wait --registry /models --brokers ... --key ...
 
             Instances load, verify (checksums, shapes, golden examples) and warm up a version before
             swapping; a version that fails keeps the old one serving and is reported, and `--wait` exits
-            non-zero naming the problem. Unsigned, forged and replayed messages are rejected.
-            Control messages live on a compacted topic (--control-topic, default minirbt-control) keyed by
-            deployment; heartbeats on --status-topic (default minirbt-status). `history` lists what was
-            accepted. librdkafka settings: repeat --kafka key=value, or KAFKA_* environment variables.
+            non-zero naming the problem. Unsigned, forged, replayed, expired and misfiled messages are
+            rejected. Control messages live on a compacted topic (--control-topic, default minirbt-control),
+            one key per message (<deployment>/<sequence>); heartbeats on --status-topic (default
+            minirbt-status). `history` lists every record, accepted or rejected, and each replica's outcome.
+            librdkafka settings: repeat --kafka key=value, or KAFKA_* environment variables.
             """,
         subcommands: [KeygenCommand.self, PublishCommand.self, ListCommand.self, DeployCommand.self,
                       PromoteCommand.self, RollbackCommand.self, StatusCommand.self, HistoryCommand.self])

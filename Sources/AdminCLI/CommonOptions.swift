@@ -9,7 +9,7 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Kafka bootstrap servers, comma-separated host:port.")
     var brokers = "localhost:9092"
 
-    @Option(help: "Compacted topic of signed control messages, keyed by deployment.")
+    @Option(help: "Compacted topic of signed control messages, one key per message (<deployment>/<sequence>).")
     var controlTopic = ControlTopics.defaultControlTopic
 
     @Option(help: "Topic of instance heartbeats.")
@@ -46,12 +46,11 @@ struct SigningOptions: ParsableArguments {
 
 /// Where rollout commands read the manifests whose digests they sign.
 struct ManifestDigestOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Registry root: sign the SHA-256 of the version's manifest.json into the message, so replicas load only the bundle signed for (recommended).", valueName: "dir"))
-    var registry: String?
+    @Option(help: ArgumentHelp("Registry root: the SHA-256 of the version's manifest.json is signed into the message, so replicas load only the bundle signed for.", valueName: "dir"))
+    var registry: String
 
-    /// The digest of `reference`'s manifest, or nil without --registry.
-    func digest(of reference: ModelReference) throws -> String? {
-        guard let registry else { return nil }
+    /// The digest of `reference`'s manifest.
+    func digest(of reference: ModelReference) throws -> String {
         do {
             return try ModelManifest.digest(in: ModelRegistry(root: URL(fileURLWithPath: registry)).directory(for: reference))
         } catch {

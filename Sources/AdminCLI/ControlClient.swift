@@ -12,25 +12,31 @@ struct ControlClient {
     /// Every record of the topic folded through a ledger for `deployment`.
     func ledger(for deployment: String, verifier: ControlVerifier) async throws -> ControlLedger {
         var ledger = ControlLedger(deployment: deployment)
-        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
-        try await ControlTopics.ensure(topic, admin: admin)
-        let follower = try TopicFollower(topic: topic, kafka: kafka, logger: logger)
-        let records = try await follower.readToEnd()
-        await follower.close()
-        for record in records {
-            _ = try? ledger.accept(recordValue: record.value, verifier: verifier)
+        for record in try await records() {
+            _ = try? ledger.accept(record, verifier: verifier)
         }
         return ledger
     }
 
-    /// Publishes `message` keyed by its deployment and waits for the broker's acknowledgement; returns
+    /// The topic's records from the beginning to its current end.
+    func records() async throws -> [ControlRecord] {
+        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
+        try await ControlTopics.ensureControl(topic, admin: admin)
+        let follower = try TopicFollower(topic: topic, kafka: kafka, logger: logger)
+        let records = try await follower.readToEnd()
+        await follower.close()
+        return records.map(ControlRecord.init)
+    }
+
+    /// Publishes `message` under its own key (`ControlTopics.recordKey`) and waits for the broker's acknowledgement; returns
     /// the record's `controlRecordDigest`.
     @discardableResult
     func send(_ message: ControlMessage, signer: ControlSigner) async throws -> String {
         let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: logger)
         defer { Task { await producer.close() } }
         let value = try signer.signedRecordValue(message)
-        _ = try await producer.send(ProducerRecord(topic: topic, key: Array(message.deployment.utf8), value: value))
+        let key = ControlTopics.recordKey(deployment: message.deployment, sequence: message.sequence)
+        _ = try await producer.send(ProducerRecord(topic: topic, key: Array(key.utf8), value: value))
         return controlRecordDigest(value)
     }
 

@@ -18,6 +18,20 @@ struct FleetWatcher {
         return fleet
     }
 
+    /// Every heartbeat still on the status topic, in topic order (after compaction: the latest per instance).
+    func heartbeats() async throws -> [InstanceHeartbeat] {
+        let follower = try await openFollower()
+        let records: [ConsumerRecord]
+        do {
+            records = try await follower.readToEnd()
+        } catch {
+            await follower.close()
+            throw error
+        }
+        await follower.close()
+        return records.compactMap(Self.decode)
+    }
+
     /// Returns when every live instance of `deployment` applied `sequence` (or a later message); throws
     /// when one reports that `sequence` failed or that it rejected `record` (the message's
     /// `controlRecordDigest`), or after `timeout`.

@@ -107,7 +107,7 @@ struct Rollout {
             previous: keepsPrimary ? ledger.latest?.previous : ledger.currentPrimary,
             sequence: ControlClient.nextSequence(after: ledger), issuedBy: signing.issuer,
             manifestDigest: try manifests.digest(of: version),
-            primaryManifestDigest: try primary.flatMap { try manifests.digest(of: $0) })
+            primaryManifestDigest: try primary.map { try manifests.digest(of: $0) })
         let record = try await client.send(message, signer: signer)
         print("sent \(message.summary) to \(cluster.controlTopic)")
         guard waiting.wait else { return }

@@ -20,6 +20,11 @@ public enum ConsumerEvent: Sendable {
     /// this event comes from the new position. `failure` is set when the seek failed (for instance because
     /// a partition is no longer assigned); `offsets` still names what was asked.
     case rewound([TopicPartition: Int64], failure: KafkaError?)
+    /// The consumer has read everything `partition` holds up to `offset` (the next offset it will fetch);
+    /// only with `ConsumerConfiguration.reportsEndOfPartition`. Unlike waiting for the record at the high
+    /// watermark minus one, this also ends a read whose last offsets hold no visible record (compacted
+    /// away, or a transaction marker).
+    case endOfPartition(TopicPartition, offset: Int64)
 }
 
 /// The caller's "done with these partitions" signal for a `.revoked` event.

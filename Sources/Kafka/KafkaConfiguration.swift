@@ -190,6 +190,9 @@ public struct ConsumerConfiguration: Sendable, Equatable {
     /// Bytes of records (key, value, headers) buffered between the poll thread and the `events` sequence;
     /// above it polling waits too (at least one record is always let through).
     public var eventBufferBytes = 64 << 20
+    /// `enable.partition.eof`: deliver ``ConsumerEvent/endOfPartition(_:offset:)`` whenever the consumer
+    /// has read everything a partition holds. Off by default (group consumers have no use for it).
+    public var reportsEndOfPartition = false
 
     // enable.auto.commit is always false and partition.assignment.strategy defaults to cooperative-sticky;
     // both can still be overridden through `kafka.properties`.
@@ -210,6 +213,7 @@ public struct ConsumerConfiguration: Sendable, Equatable {
         result["partition.assignment.strategy"] = "cooperative-sticky"
         result["session.timeout.ms"] = String(sessionTimeout.milliseconds)
         result["max.poll.interval.ms"] = String(maxPollInterval.milliseconds)
+        result["enable.partition.eof"] = reportsEndOfPartition ? "true" : "false"
         result.merge(kafka.properties(for: .consumer)) { _, passThrough in passThrough }
         return result
     }

@@ -71,7 +71,13 @@ public final class KafkaConsumer: Sendable {
             let code = message.pointee.err
             if code == RD_KAFKA_RESP_ERR_NO_ERROR {
                 buffer.push(.message(ConsumerRecord(message: message)))
-            } else if code != RD_KAFKA_RESP_ERR__PARTITION_EOF {
+            } else if code == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                // Only delivered when enable.partition.eof is on.
+                if let topic = message.pointee.rkt.flatMap({ rd_kafka_topic_name($0) }) {
+                    buffer.push(.endOfPartition(TopicPartition(topic: String(cString: topic), partition: message.pointee.partition),
+                                                offset: message.pointee.offset))
+                }
+            } else {
                 // Consumer errors are informational (librdkafka keeps retrying); fatal ones arrive via the
                 // error callback and end the loop above.
                 let detail = rd_kafka_message_errstr(message).map { String(cString: $0) }

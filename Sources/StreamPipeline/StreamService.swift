@@ -390,6 +390,8 @@ public final class StreamService: Service, Sendable {
                     book.remove(lost)
                 }
                 forget(lost)
+            case .endOfPartition:
+                break  // Not enabled for the group consumer.
             case .rewound(let offsets, let failure):
                 let assigned = Set(router.assigned)
                 let rewound = Set(offsets.keys).intersection(assigned)

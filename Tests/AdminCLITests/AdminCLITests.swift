@@ -22,13 +22,13 @@ struct AdminCLITests {
     @Test("deploy refuses --canary with --shadow, and shares outside 1...100")
     func deployValidation() {
         #expect(throws: (any Error).self) {
-            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "20", "--shadow", "--key", "k"])
+            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "20", "--shadow", "--key", "k", "--registry", "r"])
         }
         #expect(throws: (any Error).self) {
-            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "0", "--key", "k"])
+            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "0", "--key", "k", "--registry", "r"])
         }
         #expect(throws: Never.self) {
-            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "20", "--wait", "--key", "k"])
+            try AdminCommand.parseAsRoot(["deploy", "sentiment", "v2", "--canary", "20", "--wait", "--key", "k", "--registry", "r"])
         }
     }
 
@@ -60,6 +60,26 @@ struct AdminCLITests {
         #expect { try FleetWatcher.evaluate(fleet, deployment: "sentiment", sequence: 7, record: "r7", now: now) } throws: { error in
             "\(error)".contains("a rejected control message #7") && "\(error)".contains("unknown key 0123abcd")
         }
+    }
+
+    @Test("history prints each record's verdict, signer, digest and every replica's outcome")
+    func historyText() throws {
+        var message = ControlMessage(deployment: "sentiment", target: try ModelReference(name: "sentiment", version: "v2"),
+                                     mode: .deploy, sequence: 7, issuedBy: "alice@ops", manifestDigest: String(repeating: "ab", count: 32))
+        message.keyID = "0123abcd"
+        let entries = [
+            ControlHistory.Entry(offset: 0, appendedAt: Date(), key: "sentiment/7", record: "r0", accepted: true, reason: nil,
+                                 message: message, replicas: [.init(instance: "pod-1", outcome: .applied, reason: nil)]),
+            ControlHistory.Entry(offset: 1, appendedAt: nil, key: "sentiment", record: "r1", accepted: false,
+                                 reason: "rejected tombstone under control key sentiment", message: nil,
+                                 replicas: [.init(instance: "pod-1", outcome: .rejected, reason: "rejected tombstone")]),
+        ]
+        let text = HistoryCommand.text(entries, deployment: "sentiment")
+        #expect(text.contains("key sentiment/7: accepted #7 deploy sentiment/v2 by alice@ops") && text.contains("key-id 0123abcd")
+                && text.contains("manifest abababababababab"))
+        #expect(text.contains("pod-1: applied") && text.contains("key sentiment: REJECTED")
+                && text.contains("reason: rejected tombstone under control key sentiment") && text.contains("pod-1: rejected (rejected tombstone)"))
+        #expect(HistoryCommand.text([], deployment: "sentiment") == "no control records for sentiment")
     }
 
     @Test("status renders one row per instance")

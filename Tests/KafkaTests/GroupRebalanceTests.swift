@@ -124,7 +124,7 @@ final class GroupMember: Sendable {
                     acknowledgement.acknowledge()
                 case .lost(let partitions):
                     ledger.update { $0.owned[name, default: []].subtract(partitions) }
-                case .rewound:
+                case .rewound, .endOfPartition:
                     break
                 }
             }

@@ -125,6 +125,42 @@ struct ProducerConsumerTests {
         await consumer.closeAcknowledgingRevocations()
     }
 
+    @Test("with reportsEndOfPartition, the end of each partition is an event after its last record")
+    func endOfPartition() async throws {
+        let topic = try await TestBroker.createTopic("eof", partitions: 2)
+        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: TestBroker.kafka),
+                                         logger: TestBroker.logger)
+        for index in 0..<3 {
+            _ = try await producer.send(ProducerRecord(topic: topic, partition: 0, key: nil, value: "record-\(index)"))
+        }
+        await producer.close()
+        var configuration = ConsumerConfiguration(kafka: TestBroker.kafka)
+        configuration.reportsEndOfPartition = true
+        let consumer = try KafkaConsumer(configuration: configuration, logger: TestBroker.logger)
+        let full = TopicPartition(topic: topic, partition: 0), empty = TopicPartition(topic: topic, partition: 1)
+        try await consumer.assign([full: .beginning, empty: .beginning])
+
+        let seen = try await withDeadline(.seconds(30), "the end of both partitions") {
+            var seen: [String] = []
+            var ended: Set<TopicPartition> = []
+            for try await event in consumer.events {
+                switch event {
+                case .message(let record): seen.append(record.valueText)
+                case .endOfPartition(let partition, let offset):
+                    ended.insert(partition)
+                    seen.append("end of \(partition.partition) at \(offset)")
+                default: continue
+                }
+                if ended == [full, empty] { break }
+            }
+            return seen
+        }
+        #expect(seen.filter { $0.hasPrefix("record") || $0.hasPrefix("end of 0") }
+                == ["record-0", "record-1", "record-2", "end of 0 at 3"])
+        #expect(seen.contains("end of 1 at 0"))
+        try await consumer.closeAcknowledgingRevocations()
+    }
+
     @Test("a record over the producer's message.max.bytes fails with a typed error")
     func oversizedRecordFails() async throws {
         let topic = try await TestBroker.createTopic("oversize", partitions: 1)

@@ -10,7 +10,7 @@ struct ControlHardeningTests {
         let verifier = ControlVerifier(trustedKeys: [Curve25519.Signing.PrivateKey().publicKey])
         var ledger = ControlLedger(deployment: "sentiment")
         for index in 0..<500 {
-            #expect(throws: ControlRejection.self) { try ledger.accept(recordValue: Array("garbage \(index)".utf8), verifier: verifier) }
+            #expect(throws: ControlRejection.self) { try ledger.accept(ControlRecord(key: nil, value: Array("garbage \(index)".utf8)), verifier: verifier) }
         }
         #expect(ledger.rejections.count == ControlLedger.maximumRejections)
         #expect(ledger.rejectionCount == 500)

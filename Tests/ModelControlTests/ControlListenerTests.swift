@@ -17,19 +17,21 @@ struct ControlListenerTests {
         let controlTopic = TestBroker.uniqueTopic("control")
         let statusTopic = TestBroker.uniqueTopic("status")
         let admin = try KafkaAdmin(configuration: kafka, logger: logger)
-        try await ControlTopics.ensure(controlTopic, admin: admin)
+        try await ControlTopics.ensureControl(controlTopic, admin: admin)
         try await ControlTopics.ensure(statusTopic, admin: admin)
 
         let operatorKey = Curve25519.Signing.PrivateKey()
-        let signer = ControlSigner(privateKey: operatorKey)
         let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: logger)
-        func send(_ value: [UInt8]) async throws {
-            _ = try await producer.send(ProducerRecord(topic: controlTopic, key: Array("sentiment".utf8), value: value))
+        func send(_ record: ControlRecord) async throws {
+            _ = try await producer.send(ProducerRecord(topic: controlTopic, key: record.key, value: record.value))
         }
-        func deploy(_ version: String, sequence: Int64, signedBy key: Curve25519.Signing.PrivateKey = operatorKey) throws -> [UInt8] {
-            try ControlSigner(privateKey: key).signedRecordValue(
-                ControlMessage(deployment: "sentiment", target: Fixtures.reference(version), mode: .deploy,
-                               sequence: sequence, issuedBy: "tests"))
+        func digest(_ version: String) -> String {
+            (try? ModelManifest.digest(in: registry.directory(for: Fixtures.reference(version)))) ?? Fixtures.digest
+        }
+        func deploy(_ version: String, sequence: Int64, signedBy key: Curve25519.Signing.PrivateKey = operatorKey) throws -> ControlRecord {
+            try Fixtures.record(ControlMessage(deployment: "sentiment", target: Fixtures.reference(version), mode: .deploy,
+                                               sequence: sequence, issuedBy: "tests", manifestDigest: digest(version)),
+                                signedBy: key)
         }
 
         // Before the service starts: v1 is deployed.
@@ -66,7 +68,8 @@ struct ControlListenerTests {
         #expect(deployment.current.primary.identity.version == "v2")
         #expect(listener.ledger.rejections == [.unknownKey(keyID: signingKeyID(intruder.publicKey))])
         // The rejection stays reported, naming the record, for `--wait`.
-        #expect(applied.rejectedRecord == controlRecordDigest(forged))
+        #expect(applied.rejectedRecord == forged.digest)
+        #expect(applied.rejectedRecords?.last?.kind == "unknown_key" && applied.rejectedCount == 1)
 
         // Replaying the old signed v1 deploy is rejected and reported; v2 keeps serving.
         try await send(deployV1)
@@ -85,9 +88,10 @@ struct ControlListenerTests {
         // A canary of v1 beside v2 keeps both loaded; the same model object is reused for v2.
         let servingV2 = deployment.current.primary
         var canary = ControlMessage(deployment: "sentiment", target: Fixtures.reference("v1"), mode: .canary,
-                                    canaryPercent: 20, primary: Fixtures.reference("v2"), sequence: 5, issuedBy: "tests")
+                                    canaryPercent: 20, primary: Fixtures.reference("v2"), sequence: 5, issuedBy: "tests",
+                                    manifestDigest: digest("v1"), primaryManifestDigest: digest("v2"))
         canary.previous = Fixtures.reference("v1")
-        try await send(try signer.signedRecordValue(canary))
+        try await send(try Fixtures.record(canary, signedBy: operatorKey))
         let canaryBeat = try await nextHeartbeat(from: statusReader) { $0.appliedSequence == 5 }
         #expect(canaryBeat.candidate == Fixtures.reference("v1") && canaryBeat.canaryPercent == 20)
         #expect(deployment.current.primary === servingV2)

@@ -9,7 +9,13 @@ struct ControlMessageTests {
 
     func message(_ version: String, sequence: Int64, mode: RolloutAction = .deploy, deployment: String = "sentiment") -> ControlMessage {
         ControlMessage(deployment: deployment, target: Fixtures.reference(version), mode: mode,
-                       canaryPercent: mode == .canary ? 20 : nil, sequence: sequence, issuedBy: "tests")
+                       canaryPercent: mode == .canary ? 20 : nil, sequence: sequence, issuedBy: "tests",
+                       manifestDigest: Fixtures.digest)
+    }
+
+    /// `message` signed with the operator's key, under its own record key, appended when issued.
+    func record(_ message: ControlMessage) throws -> ControlRecord {
+        try Fixtures.record(message, signedBy: operatorKey)
     }
 
     @Test("names and versions that could escape the registry root are rejected", arguments: [
@@ -83,40 +89,39 @@ struct ControlMessageTests {
 
     @Test("replays (sequence not above the last accepted) are rejected; other deployments are ignored")
     func replay() throws {
-        let signer = ControlSigner(privateKey: operatorKey)
         let verifier = ControlVerifier(trustedKeys: [operatorKey.publicKey])
         var ledger = ControlLedger(deployment: "sentiment")
-        let first = try signer.signedRecordValue(message("v1", sequence: 10))
-        let second = try signer.signedRecordValue(message("v2", sequence: 20))
-        #expect(try ledger.accept(recordValue: first, verifier: verifier)?.version == "v1")
-        #expect(try ledger.accept(recordValue: second, verifier: verifier)?.version == "v2")
+        let first = try record(message("v1", sequence: 10))
+        let second = try record(message("v2", sequence: 20))
+        #expect(try ledger.accept(first, verifier: verifier)?.version == "v1")
+        #expect(try ledger.accept(second, verifier: verifier)?.version == "v2")
         #expect(throws: ControlRejection.replayed(sequence: 10, lastAccepted: 20)) {
-            try ledger.accept(recordValue: first, verifier: verifier)
+            try ledger.accept(first, verifier: verifier)
         }
         #expect(throws: ControlRejection.replayed(sequence: 20, lastAccepted: 20)) {
-            try ledger.accept(recordValue: second, verifier: verifier)
+            try ledger.accept(second, verifier: verifier)
         }
-        let other = try signer.signedRecordValue(message("v9", sequence: 5, deployment: "other"))
-        #expect(try ledger.accept(recordValue: other, verifier: verifier) == nil)
+        let other = try record(message("v9", sequence: 5, deployment: "other"))
+        #expect(try ledger.accept(other, verifier: verifier) == nil)
         #expect(ledger.accepted.map(\.version) == ["v1", "v2"])
         #expect(ledger.rejections.count == 2)
     }
 
     @Test("rollback and promote targets follow the accepted history")
     func rollbackAndPromote() throws {
-        let signer = ControlSigner(privateKey: operatorKey)
         let verifier = ControlVerifier(trustedKeys: [operatorKey.publicKey])
         var ledger = ControlLedger(deployment: "sentiment")
         #expect(throws: ControlRejection.self) { try ledger.rollbackTarget() }
-        try ledger.accept(recordValue: signer.signedRecordValue(message("v1", sequence: 1)), verifier: verifier)
+        try ledger.accept(record(message("v1", sequence: 1)), verifier: verifier)
         var canary = message("v2", sequence: 2, mode: .canary)
         canary.primary = Fixtures.reference("v1")
-        try ledger.accept(recordValue: signer.signedRecordValue(canary), verifier: verifier)
+        canary.primaryManifestDigest = Fixtures.digest
+        try ledger.accept(record(canary), verifier: verifier)
         #expect(try ledger.promoteTarget() == Fixtures.reference("v2"))
         #expect(try ledger.rollbackTarget() == Fixtures.reference("v1"))
         var promote = message("v2", sequence: 3, mode: .promote)
         promote.previous = Fixtures.reference("v1")
-        try ledger.accept(recordValue: signer.signedRecordValue(promote), verifier: verifier)
+        try ledger.accept(record(promote), verifier: verifier)
         #expect(throws: ControlRejection.self) { try ledger.promoteTarget() }
         #expect(try ledger.rollbackTarget() == Fixtures.reference("v1"))
     }

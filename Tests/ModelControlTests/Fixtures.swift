@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import KafkaTestSupport
 import ModelControl
@@ -22,6 +23,18 @@ enum Fixtures {
             preconditionFailure("invalid test reference \(name)/\(version)")
         }
         return reference
+    }
+
+    /// A well-formed manifest digest, for messages whose bundles are never loaded.
+    static let digest = String(repeating: "ab", count: 32)
+
+    /// `message` signed with `key`, as `minirbt-admin` publishes it: under its own record key, appended
+    /// (by default) when it was issued.
+    static func record(_ message: ControlMessage, signedBy signingKey: Curve25519.Signing.PrivateKey, recordKey: String? = nil,
+                       appendedAt: Date? = nil) throws -> ControlRecord {
+        let key = recordKey ?? ControlTopics.recordKey(deployment: message.deployment, sequence: message.sequence)
+        return ControlRecord(key: Array(key.utf8), value: try ControlSigner(privateKey: signingKey).signedRecordValue(message),
+                             appendedAt: appendedAt ?? message.issuedAt)
     }
 
     /// A registry with the shared checkpoints published under `sentiment/<version>`.

@@ -1,5 +1,7 @@
 import Foundation
+import Kafka
 import KafkaTestSupport
+import ModelControl
 
 /// A signing key, a model registry holding the demo model's versions, and fresh control and status
 /// topics: what `minirbt-admin` and a registry-following `minirbt-stream` share.
@@ -36,17 +38,17 @@ struct ControlPlane: Sendable {
     }
 
     /// `minirbt-stream run` options that make an instance follow the deployment, starting on the registry's
-    /// `fallback` version until the control topic says otherwise.
-    func serviceArguments(instance: String, fallback: String = "v1") -> [String] {
+    /// `fallback` version until the control topic (``controlTopic`` unless given) says otherwise.
+    func serviceArguments(instance: String, fallback: String = "v1", controlTopic: String? = nil) -> [String] {
         ["--registry", registry.path, "--deployment", deployment, "--verify-key", publicKey.path,
-         "--control-topic", controlTopic, "--status-topic", statusTopic, "--instance-id", instance,
+         "--control-topic", controlTopic ?? self.controlTopic, "--status-topic", statusTopic, "--instance-id", instance,
          "--model", bundle(fallback).path]
     }
 
     /// Runs a signed rollout command (`deploy`, `promote`, `rollback`) against this plane's topics, signed
     /// with `key` (default: the plane's own); `--wait` gives up after `waitSeconds`.
     func rollout(_ arguments: [String], key: URL? = nil, waitSeconds: Int = 150) async throws -> AdminRun {
-        try await AdminProcess.run(arguments + clusterOptions + ["--key", (key ?? privateKey).path, "--timeout", "\(waitSeconds)"],
+        try await AdminProcess.run(arguments + clusterOptions + ["--registry", registry.path, "--key", (key ?? privateKey).path, "--timeout", "\(waitSeconds)"],
                                    timeout: .seconds(waitSeconds + 30))
     }
 
@@ -94,6 +96,68 @@ struct ControlPlane: Sendable {
         guard let byte = try handle.read(upToCount: 1)?.first else { throw TestFailure("\(weights.path) is empty") }
         try handle.seek(toOffset: middle)
         try handle.write(contentsOf: [byte ^ 0xFF])
+    }
+
+    /// The SHA-256 of a published version's manifest, as a rollout signs it.
+    func manifestDigest(_ version: String) throws -> String {
+        try ModelManifest.digest(in: bundle(version))
+    }
+
+    /// `message` signed with the plane's private key: a record value as `minirbt-admin` would send it.
+    func signedValue(_ message: ControlMessage) throws -> [UInt8] {
+        try ControlSigner(privateKey: SigningKeyFiles.readPrivateKey(privateKey)).signedRecordValue(message)
+    }
+
+    /// Appends records as they are, to the control topic unless `topic` is given: what anyone with write
+    /// access to the topic can do.
+    func append(_ records: [(key: String?, value: [UInt8]?)], to topic: String? = nil) async throws {
+        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: TestBroker.kafka), logger: TestBroker.logger)
+        do {
+            for record in records {
+                _ = try await producer.send(ProducerRecord(topic: topic ?? controlTopic, key: record.key.map { Array($0.utf8) },
+                                                           value: record.value))
+            }
+        } catch {
+            await producer.close()
+            throw error
+        }
+        await producer.close()
+    }
+
+    /// Every record of the control topic (or `topic`) so far.
+    func records(of topic: String? = nil) async throws -> [ConsumerRecord] {
+        let follower = try TopicFollower(topic: topic ?? controlTopic, kafka: TestBroker.kafka, logger: TestBroker.logger)
+        do {
+            let records = try await follower.readToEnd()
+            await follower.close()
+            return records
+        } catch {
+            await follower.close()
+            throw error
+        }
+    }
+
+    /// The first heartbeat of `instance` on the status topic, from the beginning, that satisfies `condition`.
+    func heartbeat(of instance: String, _ what: String, timeout: Duration = .seconds(120),
+                   until condition: @escaping @Sendable (InstanceHeartbeat) -> Bool) async throws -> InstanceHeartbeat {
+        let follower = try TopicFollower(topic: statusTopic, kafka: TestBroker.kafka, logger: TestBroker.logger)
+        do {
+            let found = try await withDeadline(timeout, "a heartbeat of \(instance): \(what)") {
+                try await follower.consumer.assign([TopicPartition(topic: statusTopic, partition: 0): .beginning])
+                for try await event in follower.events {
+                    guard case .message(let record) = event, let value = record.value,
+                          let heartbeat = try? JSONDecoder.control.decode(InstanceHeartbeat.self, from: Data(value)),
+                          heartbeat.instance == instance else { continue }
+                    if condition(heartbeat) { return heartbeat }
+                }
+                throw E2EFailure("the status topic \(statusTopic) ended")
+            }
+            await follower.close()
+            return found
+        } catch {
+            await follower.close()
+            throw error
+        }
     }
 
     private var clusterOptions: [String] {

@@ -1,6 +1,6 @@
 // fuzz-control: signed control messages (ModelControl/Messages): the envelope, signature verification, the
 // control message inside and its validation, and the replay ledger. Input: one mode byte, then
-//   mode 0: a raw control record value, opened as the service opens it;
+//   mode 0: a raw control record value, opened as the service opens it (and judged under an arbitrary key);
 //   mode 1: a control message payload, which the harness signs with the trusted key (so the fuzzer reaches
 //           message decoding and validation past the signature check);
 //   mode 2: a payload signed with an untrusted key but labelled with the trusted key id: must be refused.
@@ -31,6 +31,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     case 1: record = envelope(input.data, signedBy: trustedKey)
     default: record = envelope(input.data, signedBy: forgingKey)
     }
+    if mode == 0 {
+        // Whatever the key and value, the ledger judges without trapping.
+        var ledger = ControlLedger(deployment: "sentiment")
+        _ = try? ledger.accept(ControlRecord(key: Array(input.bytes.prefix(8)), value: record, appendedAt: Date()), verifier: verifier)
+    }
     let message: ControlMessage
     do {
         message = try verifier.open(record)
@@ -47,10 +52,13 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     _ = try! message.target
     _ = message.desired
     _ = message.summary
+    // Under its own key and appended when issued, it is accepted once; the same record again is a replay.
+    let key = Array(ControlTopics.recordKey(deployment: message.deployment, sequence: message.sequence).utf8)
+    let controlRecord = ControlRecord(key: key, value: record, appendedAt: message.issuedAt)
     var ledger = ControlLedger(deployment: message.deployment)
-    precondition((try? ledger.accept(recordValue: record, verifier: verifier)) == message)
+    precondition((try? ledger.accept(controlRecord, verifier: verifier)) == message)
     do {
-        try ledger.accept(recordValue: record, verifier: verifier)
+        try ledger.accept(controlRecord, verifier: verifier)
         preconditionFailure("the ledger accepted a replay")
     } catch {
         guard case .replayed = error else { preconditionFailure("replay rejected as \(error)") }

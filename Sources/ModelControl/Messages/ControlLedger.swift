@@ -20,18 +20,31 @@ public struct ControlLedger: Sendable {
     public var latest: ControlMessage? { accepted.last }
     public var lastSequence: Int64? { accepted.last?.sequence }
 
-    /// Opens, authenticates and orders one record value. Records of other deployments return `nil` and are
-    /// not counted as rejections (deployments share the topic).
+    /// Opens, authenticates and orders one record. Records keyed for other deployments return `nil` and
+    /// are not counted as rejections (deployments share the topic); a record with no key or an unreadable
+    /// one is judged by every deployment.
+    ///
+    /// Accepted: a valid signature by a trusted key, for this deployment, under its own key
+    /// (``ControlTopics/recordKey(deployment:sequence:)``), appended within its validity window, with a
+    /// sequence above every message accepted before. The ledger thus holds the highest valid sequence it
+    /// has seen and never moves backwards, whatever order or copies the topic presents.
     /// - Throws: the rejection, after recording it.
     @discardableResult
-    public mutating func accept(recordValue value: [UInt8]?, verifier: ControlVerifier) throws(ControlRejection) -> ControlMessage? {
+    public mutating func accept(_ record: ControlRecord, verifier: ControlVerifier) throws(ControlRejection) -> ControlMessage? {
+        let key = record.keyText
+        if let key, ControlTopics.deployment(ofRecordKey: key) != deployment, record.key.map(Self.isValidUTF8) == true {
+            return nil
+        }
         do throws(ControlRejection) {
-            let message = try verifier.open(value)
-            guard message.deployment == deployment else { return nil }
+            let message = try Self.judge(record, verifier: verifier)
+            guard message.deployment == deployment else {
+                throw .foreignDeployment(deployment: message.deployment, key: key ?? "(none)")
+            }
             if let last = lastSequence, message.sequence <= last {
                 throw ControlRejection.replayed(sequence: message.sequence, lastAccepted: last)
             }
             accepted.append(message)
+            if accepted.count > Self.maximumAccepted { accepted.removeFirst(accepted.count - Self.maximumAccepted) }
             return message
         } catch {
             rejectionCount += 1
@@ -39,6 +52,31 @@ public struct ControlLedger: Sendable {
             rejections.append(error)
             throw error
         }
+    }
+
+    /// Accepted messages kept in ``accepted`` (a replica needs only the latest; `history` reads the topic).
+    public static let maximumAccepted = 1000
+
+    /// Everything about one record that does not depend on what was accepted before: a signed, valid
+    /// message under its own key, appended within its validity window.
+    public static func judge(_ record: ControlRecord, verifier: ControlVerifier) throws(ControlRejection) -> ControlMessage {
+        let key = record.keyText ?? "(none)"
+        guard record.value != nil else { throw .tombstone(key: key) }
+        let message = try verifier.open(record.value)
+        let expected = ControlTopics.recordKey(deployment: message.deployment, sequence: message.sequence)
+        // A message for another deployment under our key is reported as such by the caller.
+        if key != expected, ControlTopics.deployment(ofRecordKey: key) == message.deployment {
+            throw .misfiled(key: key, expected: expected)
+        }
+        if let appendedAt = record.appendedAt, let expiresAt = message.expiresAt,
+           appendedAt > expiresAt || appendedAt < message.issuedAt.addingTimeInterval(-ControlMessage.clockSkewAllowance) {
+            throw .expired(sequence: message.sequence, expiresAt: expiresAt, appendedAt: appendedAt)
+        }
+        return message
+    }
+
+    private static func isValidUTF8(_ key: [UInt8]) -> Bool {
+        String(validating: key, as: UTF8.self) != nil
     }
 
     /// What `rollback` deploys: during a canary or shadow, the primary (the trial is abandoned); otherwise

@@ -31,8 +31,8 @@ public struct DesiredDeployment: Sendable, Equatable {
 }
 
 /// A signed instruction on the control topic. Every message is self-contained (it carries the primary to
-/// keep beside a candidate and the version it replaces), because the topic is compacted: after compaction
-/// only the latest message of a deployment is left.
+/// keep beside a candidate and the version it replaces), so the latest accepted message alone decides what
+/// a replica serves, whatever compaction removed before it.
 public struct ControlMessage: Codable, Sendable, Equatable {
     public var deployment: String
     /// The version this message is about: the new primary (deploy, promote, rollback) or the candidate
@@ -50,21 +50,27 @@ public struct ControlMessage: Codable, Sendable, Equatable {
     /// accepted value is a replay.
     public var sequence: Int64
     public var issuedAt: Date
+    /// The end of the signed validity window: a record the broker appended after it is rejected as
+    /// expired. Checked against the record's append time, not the reader's clock, so a replica starting
+    /// long after a deploy still serves it; what it stops is a signed message withheld and published later.
+    /// Required (a message without one is rejected).
+    public var expiresAt: Date?
     public var issuedBy: String
     /// Hex SHA-256 of the target version's `manifest.json` bytes. Covered by the signature, so a replica
     /// that checks it before trusting the manifest's file checksums trusts only bundles the operator
     /// signed for: a registry writer cannot swap a manifest (and the files it lists) under a signed
-    /// version. Absent in messages from older admins (the manifest is then trusted as found).
+    /// version. Required: a message without one is rejected.
     public var manifestDigest: String?
-    /// The same for `primary` (canary and shadow), which a replica may have to load too.
+    /// The same for `primary` (canary and shadow), which a replica may have to load too; required when
+    /// `primary` is set.
     public var primaryManifestDigest: String?
     /// The id of the key that signed, inside the signed payload; must equal the envelope's `key_id`.
     public var keyID: String?
 
     public init(deployment: String, target: ModelReference, mode: RolloutAction, canaryPercent: Int? = nil,
                 primary: ModelReference? = nil, previous: ModelReference? = nil, sequence: Int64,
-                issuedAt: Date = Date(), issuedBy: String, manifestDigest: String? = nil,
-                primaryManifestDigest: String? = nil) {
+                issuedAt: Date = Date(), validFor: Duration = ControlMessage.defaultValidity, issuedBy: String,
+                manifestDigest: String? = nil, primaryManifestDigest: String? = nil) {
         self.deployment = deployment
         self.name = target.name
         self.version = target.version
@@ -74,10 +80,18 @@ public struct ControlMessage: Codable, Sendable, Equatable {
         self.previous = previous
         self.sequence = sequence
         self.issuedAt = issuedAt
+        self.expiresAt = issuedAt.addingTimeInterval(Double(validFor.components.seconds))
         self.issuedBy = issuedBy
         self.manifestDigest = manifestDigest
         self.primaryManifestDigest = primaryManifestDigest
     }
+
+    /// How long after `issuedAt` a message may still be appended to the control topic by default: long
+    /// enough for a slow or retried publish, short enough that a withheld message soon becomes useless.
+    public static let defaultValidity = Duration.seconds(600)
+
+    /// How far a record's append time may precede `issuedAt` (the admin's and the broker's clocks differ).
+    public static let clockSkewAllowance: TimeInterval = 300
 
     /// The signed manifest digest for `reference`, if this message carries one for it.
     public func manifestDigest(for reference: ModelReference) -> String? {
@@ -90,6 +104,7 @@ public struct ControlMessage: Codable, Sendable, Equatable {
         case deployment, name, version, mode, primary, previous, sequence
         case canaryPercent = "canary_percent"
         case issuedAt = "issued_at"
+        case expiresAt = "expires_at"
         case issuedBy = "issued_by"
         case manifestDigest = "manifest_digest"
         case primaryManifestDigest = "primary_manifest_digest"
@@ -108,6 +123,18 @@ public struct ControlMessage: Codable, Sendable, Equatable {
             _ = try target
         } catch {
             throw .invalidMessage(reason: error.description)
+        }
+        guard manifestDigest != nil else {
+            throw .invalidMessage(reason: "no manifest_digest: replicas load only bundles whose manifest the signature names (sign with minirbt-admin --registry)")
+        }
+        if let primary, primaryManifestDigest == nil {
+            throw .invalidMessage(reason: "primary \(primary) is named without primary_manifest_digest")
+        }
+        guard let expiresAt else {
+            throw .invalidMessage(reason: "no expires_at: every control message carries a signed validity window")
+        }
+        guard expiresAt > issuedAt else {
+            throw .invalidMessage(reason: "expires_at \(expiresAt.formatted(.iso8601)) is not after issued_at \(issuedAt.formatted(.iso8601))")
         }
         for (field, digest) in [("manifest_digest", manifestDigest), ("primary_manifest_digest", primaryManifestDigest)] {
             if let digest, !(digest.count == 64 && digest.allSatisfy({ $0.isHexDigit && !$0.isUppercase })) {

@@ -21,6 +21,11 @@ public struct InstanceHeartbeat: Codable, Sendable, Equatable {
     /// `controlRecordDigest` of the last control record for this deployment that was rejected (failed
     /// authentication or ordering), with `lastError` saying why; lets `--wait` fail fast on a wrong key.
     public var rejectedRecord: String?
+    /// The control records of this deployment the instance rejected, oldest first (at most
+    /// ``RejectedControlRecord/maximumReported``), and how many it rejected since it started: `history`
+    /// reads each replica's verdict from them. Absent in heartbeats of older instances.
+    public var rejectedRecords: [RejectedControlRecord]?
+    public var rejectedCount: Int?
     public var assignedPartitions: [String]
     public var eventsPerSecond: Double
     public var lag: Int64?
@@ -60,6 +65,8 @@ public struct InstanceHeartbeat: Codable, Sendable, Equatable {
         case appliedSequence = "applied_sequence"
         case failedSequence = "failed_sequence"
         case rejectedRecord = "rejected_record"
+        case rejectedRecords = "rejected_records"
+        case rejectedCount = "rejected_count"
         case assignedPartitions = "assigned_partitions"
         case eventsPerSecond = "events_per_second"
         case intervalMs = "interval_ms"
@@ -68,6 +75,29 @@ public struct InstanceHeartbeat: Codable, Sendable, Equatable {
     /// Seen within three heartbeat intervals of `now`.
     public func isLive(at now: Date) -> Bool {
         now.timeIntervalSince(at) <= 3 * Double(max(intervalMs, 1)) / 1000
+    }
+}
+
+/// A control record an instance rejected, as its heartbeat reports it.
+public struct RejectedControlRecord: Codable, Sendable, Equatable {
+    /// The record's offset in the (single-partition) control topic.
+    public var offset: Int64?
+    public var key: String?
+    /// ``controlRecordDigest(_:)`` of the value; `nil` for a tombstone.
+    public var record: String?
+    /// ``ControlRejection/kind``.
+    public var kind: String
+    public var reason: String
+
+    /// How many a heartbeat carries: the newest, enough for `history` to see every rejection of a rollout.
+    public static let maximumReported = 20
+
+    public init(offset: Int64?, key: String?, record: String?, kind: String, reason: String) {
+        self.offset = offset
+        self.key = key
+        self.record = record
+        self.kind = kind
+        self.reason = reason
     }
 }
 

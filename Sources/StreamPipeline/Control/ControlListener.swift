@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Kafka
 import Logging
@@ -42,6 +43,9 @@ public final class ControlListener: Service, Sendable {
         public var kafka: KafkaConfiguration
         /// Longest ``catchUp(fallback:)`` waits to read the topic to its end.
         public var catchUpTimeout = Duration.seconds(30)
+        /// Where `minirbt_control_rejections_total` goes; `nil` for the backend `MetricsSystem.bootstrap`
+        /// installed (tests pass their own).
+        public var metricsFactory: (any MetricsFactory)?
 
         public init(deployment: String, registry: ModelRegistry, verifier: ControlVerifier, kafka: KafkaConfiguration) {
             self.deployment = deployment
@@ -82,7 +86,7 @@ public final class ControlListener: Service, Sendable {
     /// - Returns: the deployment the stream service must be built with.
     public func catchUp(fallback: (@Sendable () throws -> LoadedModel)? = nil) async throws -> ModelDeployment {
         let records = try await follower.readToEnd(timeout: configuration.catchUpTimeout)
-        for record in records { accept(record, reportRejection: false) }
+        for record in records { accept(record) }
         let latest = state.withLock { $0.ledger.latest }
 
         var deployment: ModelDeployment
@@ -113,7 +117,7 @@ public final class ControlListener: Service, Sendable {
         do {
             for try await event in follower.events.cancelOnGracefulShutdown() {
                 guard case .message(let record) = event else { continue }
-                if let message = accept(record, reportRejection: true) {
+                if let message = accept(record) {
                     await apply(message)
                 }
             }
@@ -123,24 +127,31 @@ public final class ControlListener: Service, Sendable {
         await follower.close()
     }
 
-    /// Authenticates and orders one record; rejections are logged (and, once running, reported).
+    /// Authenticates and orders one record; a rejection is logged, counted in
+    /// `minirbt_control_rejections_total{reason}` and reported in the heartbeat (at start-up too: a replica
+    /// that skipped records while catching up says so). Records of other deployments are skipped silently.
     @discardableResult
-    private func accept(_ record: ConsumerRecord, reportRejection: Bool) -> ControlMessage? {
+    private func accept(_ record: ConsumerRecord) -> ControlMessage? {
+        let controlRecord = ControlRecord(record)
         do {
             let message = try state.withLock { state throws(ControlRejection) in
-                try state.ledger.accept(recordValue: record.value, verifier: configuration.verifier)
+                try state.ledger.accept(controlRecord, verifier: configuration.verifier)
             }
             if let message { logger.info("control message accepted", metadata: ["message": "\(message.summary)"]) }
             return message
         } catch {
-            logger.error("\(error)", metadata: ["record": "\(record.topicPartition)@\(record.offset)"])
-            // The topic is shared and keyed by deployment: another deployment's record is not ours to report.
-            let deployment = record.key.map { String(decoding: $0, as: UTF8.self) }
-            if reportRejection, deployment == nil || deployment == configuration.deployment {
-                reporter?.update {
-                    $0.lastError = error.description
-                    $0.rejectedRecord = record.value.map(controlRecordDigest)
-                }
+            logger.error("\(error)", metadata: ["record": "\(record.topicPartition)@\(record.offset)",
+                                                "key": "\(controlRecord.keyText ?? "(none)")"])
+            Counter(label: "minirbt_control_rejections_total", dimensions: [("reason", error.kind)],
+                    factory: configuration.metricsFactory ?? MetricsSystem.factory).increment()
+            let rejected = RejectedControlRecord(offset: record.offset, key: controlRecord.keyText, record: controlRecord.digest,
+                                                 kind: error.kind, reason: error.description)
+            reporter?.update {
+                $0.lastError = error.description
+                $0.rejectedRecord = controlRecord.digest
+                $0.rejectedRecords.append(rejected)
+                $0.rejectedRecords.removeFirst(max(0, $0.rejectedRecords.count - RejectedControlRecord.maximumReported))
+                $0.rejectedCount += 1
             }
             return nil
         }

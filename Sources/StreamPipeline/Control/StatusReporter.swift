@@ -17,6 +17,9 @@ public struct ControlStatus: Sendable, Equatable {
     public var failedSequence: Int64?
     /// Which control record was rejected last (see `InstanceHeartbeat.rejectedRecord`).
     public var rejectedRecord: String?
+    /// The newest rejected records (see `InstanceHeartbeat.rejectedRecords`) and how many since start.
+    public var rejectedRecords: [RejectedControlRecord] = []
+    public var rejectedCount = 0
 
     public init() {}
 }
@@ -95,7 +98,7 @@ public final class StatusReporter: Service, Sendable {
         case .canary(let percent): ("canary", percent)
         case .shadow: ("shadow", nil)
         }
-        return InstanceHeartbeat(
+        var heartbeat = InstanceHeartbeat(
             instance: instance, deployment: deployment, active: control.active, candidate: control.candidate,
             mode: mode.name, canaryPercent: mode.percent, loading: control.loading,
             lastError: control.lastError ?? observation?.lastError, failedVersion: control.failedVersion,
@@ -104,6 +107,9 @@ public final class StatusReporter: Service, Sendable {
             assignedPartitions: observation?.assignedPartitions ?? [], eventsPerSecond: rate,
             lag: observation?.lag, intervalMs: Int(interval / .milliseconds(1)),
             at: now)
+        heartbeat.rejectedRecords = control.rejectedRecords
+        heartbeat.rejectedCount = control.rejectedCount
+        return heartbeat
     }
 
     private func eventsPerSecond(_ events: Int?) -> Double {
