@@ -150,7 +150,7 @@ struct ControlPlane: Sendable {
                           heartbeat.instance == instance else { continue }
                     if condition(heartbeat) { return heartbeat }
                 }
-                throw E2EFailure("the status topic \(statusTopic) ended")
+                throw TestFailure("the status topic \(statusTopic) ended")
             }
             await follower.close()
             return found

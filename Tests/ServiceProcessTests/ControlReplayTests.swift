@@ -33,7 +33,7 @@ import Testing
             guard genuine.count == 2, let deployV1 = genuine.first, let deployV2 = genuine.last,
                   let v2Key = deployV2.keyText, let v1Key = deployV1.keyText,
                   let v2Sequence = v2Key.split(separator: "/").last.flatMap({ Int64($0) }) else {
-                throw E2EFailure("expected two deploys on the control topic, got \(genuine.map { $0.keyText ?? "-" })")
+                throw TestFailure("expected two deploys on the control topic, got \(genuine.map { $0.keyText ?? "-" })")
             }
             #expect(v1Key.hasPrefix("sentiment/") && v2Key.hasPrefix("sentiment/"), "one key per message: \(v1Key), \(v2Key)")
 
