@@ -231,6 +231,7 @@ public final class TeacherLane: Service, Sendable {
             }
             var again: [ProducerRecord] = []
             var transient: KafkaError?
+            var refused: (count: Int, error: KafkaError?) = (0, nil)
             for (record, report) in zip(pending, await collector.results()) {
                 switch report {
                 case .success:
@@ -239,9 +240,14 @@ public final class TeacherLane: Service, Sendable {
                     transient = error
                     again.append(record)
                 case .failure(let error):
-                    failed += 1
-                    logger.warning("a soft label was refused; dropped", metadata: ["topic": "\(topic)", "error": "\(error)"])
+                    refused = (refused.count + 1, error)
                 }
+            }
+            if let error = refused.error {
+                // One line per batch, not per record: a missing topic refuses every one.
+                failed += refused.count
+                logger.warning("soft labels refused; dropped", metadata: ["topic": "\(topic)", "records": "\(refused.count)",
+                                                                          "error": "\(error)"])
             }
             pending = again
             guard let transient, !pending.isEmpty else { break }

@@ -1,4 +1,5 @@
 import Foundation
+import Kafka
 import Testing
 @testable import StreamPipeline
 
@@ -47,5 +48,45 @@ import Testing
         #expect(recording.count("minirbt_teacher_skipped_total", [:]) == 2)
         lane.offer(Array(samples.prefix(1)))
         #expect(recording.count("minirbt_teacher_skipped_total", [:]) == 3)
+    }
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: modelDirectory.appendingPathComponent("model.safetensors").path)),
+          .timeLimit(.minutes(4)))
+    func aSoftLabelTopicThatNeverAcceptsHoldsNoResultBack() async throws {
+        let model = try LoadedModel.load(directory: Self.modelDirectory)
+        let input = try await PipelineBroker.createTopic("teacher-in", partitions: 2)
+        let output = try await PipelineBroker.createTopic("teacher-out", partitions: 2)
+        let dlq = try await PipelineBroker.createTopic("teacher-dlq", partitions: 1)
+        let reviews = try PipelineFixtures.devReviews(limit: 40)
+        try await PipelineBroker.produce(reviews.map { (key: $0.id, value: Array($0.line.utf8)) }, to: input)
+        var settings = StreamSettings()
+        settings.inputTopics = [input]
+        settings.outputTopic = output
+        settings.deadLetterTopic = dlq
+        settings.shards = 2
+        settings.shard.maxBatch = 8
+
+        let recording = RecordingMetricsFactory()
+        let metrics = PipelineMetrics(factory: recording)
+        var laneSettings = TeacherLane.Settings()
+        laneSettings.capacity = 4
+        laneSettings.sampleRate = 1
+        laneSettings.softLabelTopic = "never-accepts"
+        laneSettings.retryBackoff = .milliseconds(20)
+        // Every delivery fails as a broker outage would: the lane retries, holding its 4 samples, until shutdown.
+        let lane = TeacherLane(teacher: model, settings: laneSettings, metrics: metrics, logger: PipelineBroker.logger) { _, onDelivery in
+            onDelivery(.failure(KafkaError(code: -195, name: "_TRANSPORT", message: "broker down", operation: "producing")))
+        }
+        let records = try await PipelineBroker.runService(
+            settings: settings, deployment: ModelDeployment(primary: model), group: PipelineBroker.uniqueName("teacher-group"),
+            metrics: metrics, teacher: lane) { _ in
+            try await PipelineBroker.read([output, dlq], count: reviews.count)
+        }
+        #expect(records.count == reviews.count && records.allSatisfy { $0.topic == output }, "every event has its result")
+        // The service stopped gracefully (runService waits for it): the stuck samples were given up at shutdown.
+        #expect(recording.count("minirbt_teacher_compared_total", ["version": "v2"]) == 4)
+        #expect(recording.count("minirbt_teacher_skipped_total", [:]) == reviews.count - 4)
+        #expect(recording.count("minirbt_soft_labels_failed_total", [:]) == 4)
+        #expect(recording.count("minirbt_soft_labels_published_total", [:]) == 0)
     }
 }
