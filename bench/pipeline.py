@@ -4,6 +4,8 @@
 Contenders, each on fresh topics of the same broker with the same events (the shared dev reviews repeated):
   infer        offline `minirbt-stream infer` over the same events (no Kafka): the engine's ceiling
   run          `minirbt-stream run` (consumer group, sharded, at-least-once commits)
+  run+teacher  the same with `--teacher DIR --teacher-sample F` (only when --teacher is given): the teacher
+               lane's cost is the ratio of the two rows
   python-ort   a Python consumer: confluent-kafka + ONNX Runtime (the same checkpoint exported to ONNX),
                same batch size, tokenised with HF tokenizers
   passthrough  confluent-kafka consume → produce with no model: the broker-only ceiling
@@ -128,12 +130,14 @@ def summarise(records, count):
 
 # --- contenders ---------------------------------------------------------------------------------------------
 
-def run_swift_service(binary, brokers, source, sink, shards, batch, threads, precision):
+def run_swift_service(binary, brokers, source, sink, shards, batch, threads, precision, teacher=None, teacher_sample=None):
     log = open(os.path.join(tempfile.gettempdir(), f"bench-{source}.log"), "w")
+    # The teacher's soft labels are not published here: the lane's inference and queueing are what is measured.
+    extra = ["--teacher", teacher, "--teacher-sample", str(teacher_sample)] if teacher else []
     return subprocess.Popen([binary, "run", "--brokers", brokers, "--group", f"bench-{uuid.uuid4()}",
                              "--input-topic", source, "--output-topic", sink, "--dlq-topic", sink + "-dlq",
                              "--model", MODEL, "--shards", str(shards), "--max-batch", str(batch),
-                             "--threads-per-shard", str(threads), "--precision", precision, "--metrics-port", "0"],
+                             "--threads-per-shard", str(threads), "--precision", precision, "--metrics-port", "0"] + extra,
                             stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -230,6 +234,8 @@ def main():
     parser.add_argument("--precision", default="int8", choices=["fp32", "bf16", "int8"],
                         help="--precision of infer and run")
     parser.add_argument("--only", default="infer,run,python-ort,passthrough")
+    parser.add_argument("--teacher", help="checkpoint directory of a teacher: adds a run+teacher row (run --teacher DIR)")
+    parser.add_argument("--teacher-sample", type=float, default=0.02, help="run --teacher-sample of the run+teacher row")
     args = parser.parse_args()
     only = set(args.only.split(","))
 
@@ -256,6 +262,12 @@ def main():
                                     lambda s, o: run_swift_service(binary, broker.address, s, o, args.shards, args.batch,
                                                                    args.threads, args.precision),
                                     args.events, values, args.rate))
+                if args.teacher:
+                    rows.append(measure("run+teacher", broker.address,
+                                        lambda s, o: run_swift_service(binary, broker.address, s, o, args.shards, args.batch,
+                                                                       args.threads, args.precision, args.teacher,
+                                                                       args.teacher_sample),
+                                        args.events, values, args.rate))
             if "python-ort" in only:
                 onnx_path = export_onnx(scratch)
                 rows.append(measure("python-ort", broker.address,
@@ -279,6 +291,9 @@ def main():
     by_name = {row["name"]: row for row in rows}
     if "run" in by_name and "infer (offline)" in by_name:
         print(f"run / offline infer: {by_name['run']['events_per_s'] / by_name['infer (offline)']['events_per_s']:.2f}×")
+    if "run" in by_name and "run+teacher" in by_name:
+        print(f"run+teacher / run:   {by_name['run+teacher']['events_per_s'] / by_name['run']['events_per_s']:.2f}× "
+              f"(teacher {args.teacher}, sample {args.teacher_sample:g})")
     if "run" in by_name and "python-ort" in by_name:
         print(f"run / python-ort:    {by_name['run']['events_per_s'] / by_name['python-ort']['events_per_s']:.2f}×")
     json.dump(rows, open(os.path.join(tempfile.gettempdir(), "minirbt-pipeline-bench.json"), "w"), indent=1)

@@ -19,10 +19,12 @@ public struct AdminCommand: AsyncParsableCommand {
                            version, --shadow runs it on every event and publishes to the shadow topic only.
                              minirbt-admin deploy sentiment v2 --canary 20 --wait \\
                                --registry /models --brokers kafka:9092 --key ~/.minirbt/minirbt-control.key
-              4. status    Watch the fleet: versions, errors, events/s, lag per instance.
+              4. status    Watch the fleet: versions, errors, events/s, lag per instance; in shadow mode the
+                           share of events where the candidate agreed with the primary (AGREEMENT).
                              minirbt-admin status --brokers kafka:9092
-              5. promote   Make the canary the only serving version.
-                             minirbt-admin promote sentiment --wait --registry /models --brokers ... --key ...
+              5. promote   Make the canary the only serving version; --min-agreement 0.97 refuses unless the
+                           shadow candidate agreed on at least 97 % of the events the live instances compared.
+                             minirbt-admin promote sentiment --min-agreement 0.97 --wait --registry /models --brokers ... --key ...
               6. rollback  Serve the previously active version again (or abandon a canary).
                              minirbt-admin rollback sentiment --wait --registry /models --brokers ... --key ...
 

@@ -48,14 +48,53 @@ struct PromoteCommand: AsyncParsableCommand {
     @Argument(help: "Deployment name.")
     var deployment: String
 
+    @Option(help: ArgumentHelp("Refuse unless the shadow candidate agreed with the primary on at least this share (0-1) of the events the live replicas compared (weighted by events); refuses too when none compared any.", valueName: "share"))
+    var minAgreement: Double?
+
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var signing: SigningOptions
     @OptionGroup var manifests: ManifestDigestOptions
     @OptionGroup var waiting: WaitOptions
 
+    func validate() throws {
+        if let minAgreement, !(0...1).contains(minAgreement) {
+            throw ValidationError("--min-agreement must be a share in 0...1 (0.97 for 97 %), got \(minAgreement)")
+        }
+    }
+
     func run() async throws {
+        let minAgreement = minAgreement
+        let cluster = cluster
         try await Rollout(cluster: cluster, signing: signing, manifests: manifests, waiting: waiting)
-            .issue(deployment: deployment, action: .promote) { try $0.promoteTarget() }
+            .issue(deployment: deployment, action: .promote) { ledger in
+                let candidate = try ledger.promoteTarget()
+                if let minAgreement {
+                    let watcher = FleetWatcher(kafka: try cluster.kafka(), topic: cluster.statusTopic, logger: AdminLog.logger)
+                    try Self.checkAgreement(of: candidate, deployment: ledger.deployment,
+                                            in: try await watcher.snapshot().live(at: Date(), deployment: ledger.deployment),
+                                            minimum: minAgreement)
+                }
+                return candidate
+            }
+    }
+
+    /// Throws unless the live instances' shadow comparisons of `candidate`, taken together, reach `minimum`.
+    static func checkAgreement(of candidate: ModelReference, deployment: String, in instances: [InstanceHeartbeat],
+                               minimum: Double) throws {
+        guard let measured = ShadowComparison.aggregate(instances.compactMap(\.shadow), of: candidate),
+              let agreement = measured.agreement else {
+            throw AdminFailure("refusing to promote \(candidate): no live instance of \(deployment) has reported comparing it "
+                               + "with the primary in shadow mode (deploy it with --shadow and let events flow first), "
+                               + "so --min-agreement \(minimum) cannot be checked")
+        }
+        let reporting = instances.filter { $0.shadow?.candidate == candidate && ($0.shadow?.compared ?? 0) > 0 }.count
+        let summary = "\(candidate) agreed with the primary on \(measured.agreed) of \(measured.compared) events "
+            + "(\(String(format: "%.4f", agreement))) over \(reporting) instance\(reporting == 1 ? "" : "s"), "
+            + "mean |score difference| \(String(format: "%.4f", measured.meanScoreDifference))"
+        guard agreement >= minimum else {
+            throw AdminFailure("refusing to promote: \(summary), below --min-agreement \(minimum)")
+        }
+        print("shadow verdict: \(summary), at least --min-agreement \(minimum)")
     }
 }
 
@@ -86,7 +125,7 @@ struct Rollout {
     let waiting: WaitOptions
 
     func issue(deployment: String, action: RolloutAction, canaryPercent: Int? = nil,
-               target: (ControlLedger) throws -> ModelReference) async throws {
+               target: (ControlLedger) async throws -> ModelReference) async throws {
         do {
             try ModelReference.validate(deployment, role: "deployment")
         } catch {
@@ -98,7 +137,7 @@ struct Rollout {
         // The history is read with the operator's own public key: messages signed by others are not "ours".
         let verifier = ControlVerifier(trustedKeys: [try SigningKeyFiles.readPrivateKey(URL(fileURLWithPath: signing.key)).publicKey])
         let ledger = try await client.ledger(for: deployment, verifier: verifier)
-        let version = try target(ledger)
+        let version = try await target(ledger)
         let keepsPrimary = action == .canary || action == .shadow
         let primary = keepsPrimary ? ledger.currentPrimary : nil
         let message = ControlMessage(

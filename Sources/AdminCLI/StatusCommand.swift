@@ -26,16 +26,25 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     static func table(_ instances: [InstanceHeartbeat], now: Date) -> String {
-        var rows = [["INSTANCE", "DEPLOYMENT", "PARTITIONS", "ACTIVE", "CANDIDATE", "LOADING", "EVENTS/S", "LAG", "SEEN", "LAST ERROR"]]
+        var rows = [["INSTANCE", "DEPLOYMENT", "PARTITIONS", "ACTIVE", "CANDIDATE", "LOADING", "EVENTS/S", "LAG", "AGREEMENT", "SEEN", "LAST ERROR"]]
         for heartbeat in instances {
             let candidate = heartbeat.candidate.map { "\($0) (\(heartbeat.mode)\(heartbeat.canaryPercent.map { " \($0)%" } ?? ""))" }
             rows.append([heartbeat.instance, heartbeat.deployment,
                          heartbeat.assignedPartitions.isEmpty ? "-" : heartbeat.assignedPartitions.joined(separator: ","),
                          heartbeat.active?.description ?? "-", candidate ?? "-", heartbeat.loading?.description ?? "-",
                          String(format: "%.1f", heartbeat.eventsPerSecond), heartbeat.lag.map(String.init) ?? "-",
+                         agreement(heartbeat.shadow),
                          "\(Int(now.timeIntervalSince(heartbeat.at)))s ago", heartbeat.lastError ?? "-"])
         }
         if instances.isEmpty { return TextTable.render(rows) + "\n(no live instances)" }
         return TextTable.render(rows)
+    }
+
+    /// The shadow verdict cell: `97.3%/766,Δ0.012` (share of compared events with the candidate's label
+    /// equal to the primary's, events compared, mean |top score difference|); `-` outside shadow mode.
+    static func agreement(_ shadow: ShadowComparison?) -> String {
+        guard let shadow else { return "-" }
+        guard let agreement = shadow.agreement else { return "0/0" }
+        return String(format: "%.1f%%/%d,Δ%.3f", agreement * 100, shadow.compared, shadow.meanScoreDifference)
     }
 }

@@ -138,6 +138,15 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .setting(.textPairField), help: RunSetting.textPairField.help)
     var textPairField: String?
 
+    @Option(name: .setting(.teacher), help: RunSetting.teacher.help)
+    var teacher: String?
+
+    @Option(name: .setting(.teacherSample), help: RunSetting.teacherSample.help)
+    var teacherSample: Double?
+
+    @Option(name: .setting(.softLabelTopic), help: RunSetting.softLabelTopic.help)
+    var softLabelTopic: String?
+
     @Option(name: .setting(.transactionalId), help: RunSetting.transactionalId.help)
     var transactionalId: String?
 
@@ -205,19 +214,29 @@ struct RunCommand: AsyncParsableCommand {
         logger.info("model ready", metadata: ["name": "\(serving.identity.name)", "version": "\(serving.identity.version)",
                                               "task": "\(serving.model.task)"])
 
+        var teacher: TeacherLane?
+        if let settings = options.teacher {
+            teacher = try Self.teacherLane(settings, student: serving, kafka: options.kafka, metrics: metrics, logger: logger)
+        }
         let (producerConfiguration, producerLogger) = (options.producer, logger)
         let service = StreamService(settings: options.stream, consumer: consumer, producer: producer,
                                     makeProducer: { () throws(KafkaError) in
                                         try KafkaProducer(configuration: producerConfiguration, logger: producerLogger)
                                     },
-                                    deployment: deployment, metrics: metrics, logger: logger)
-        var services: [any Service] = [service]
+                                    deployment: deployment, metrics: metrics, logger: logger, teacher: teacher)
+        // The lane goes first: the group stops services in reverse order, so it outlives the shards' drain.
+        var services: [any Service] = (teacher.map { [$0] } ?? []) + [service]
         if let control {
             control.reporter.observe {
                 let status = service.status
+                let selection = deployment.current
+                let shadow = selection.shadow.map { candidate in
+                    (primary: selection.primary.identity, candidate: candidate.identity,
+                     tally: service.metrics.shadowTally(primary: selection.primary.identity, candidate: candidate.identity))
+                }
                 return ServiceObservation(assignedPartitions: status.assigned.map(\.description),
                                           processedEvents: service.metrics.snapshot.produced,
-                                          lag: status.lag, lastError: status.lastError)
+                                          lag: status.lag, lastError: status.lastError, shadow: shadow)
             }
             services += [control.listener, control.reporter]
         }
@@ -233,6 +252,30 @@ struct RunCommand: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
+    }
+}
+
+extension RunCommand {
+    /// Loads the teacher and checks it can judge `student`; with a soft-label topic, gives the lane a
+    /// producer of its own (never the transactional one: soft labels are outside exactly-once).
+    static func teacherLane(_ settings: RunOptions.TeacherSettings, student: LoadedModel, kafka: KafkaConfiguration,
+                            metrics: PipelineMetrics, logger: Logger) throws -> TeacherLane {
+        logger.info("loading teacher", metadata: ["directory": "\(settings.directory)"])
+        let model = try LoadedModel.load(directory: URL(fileURLWithPath: settings.directory))
+        guard model.model.task == .sequenceClassification, model.model.labels == student.model.labels else {
+            throw ValidationError("--teacher \(settings.directory) cannot judge \(student.identity.name)/\(student.identity.version): "
+                                  + "the teacher must be a sequence classifier with the student's labels in the same order "
+                                  + "(teacher: \(model.model.task) \(model.model.labels), student: \(student.model.task) \(student.model.labels))")
+        }
+        var send: TeacherLane.Send?
+        if settings.lane.softLabelTopic != nil {
+            let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: logger)
+            send = { record, onDelivery in try await producer.enqueue(record, onDelivery: onDelivery) }
+        }
+        logger.info("teacher ready", metadata: ["name": "\(model.identity.name)", "version": "\(model.identity.version)",
+                                                "sample": "\(settings.lane.sampleRate)",
+                                                "soft_label_topic": "\(settings.lane.softLabelTopic ?? "-")"])
+        return TeacherLane(teacher: model, settings: settings.lane, metrics: metrics, logger: logger, send: send)
     }
 }
 
@@ -258,6 +301,14 @@ struct RunOptions {
     }
 
     var modelVersion: String?
+    var teacher: TeacherSettings?
+
+    /// The teacher lane, present with --teacher.
+    struct TeacherSettings {
+        var directory: String
+        var lane = TeacherLane.Settings()
+    }
+
     var metricsPort: Int
     var metricsHost: String
     /// `KAFKA_*` variables that name no librdkafka property (Kubernetes service links, typos), for the log.
@@ -315,6 +366,22 @@ struct RunOptions {
                                           idField: try settings.value(.idField, command.idField),
                                           textField: try settings.value(.textField, command.textField),
                                           textPairField: try settings.value(.textPairField, command.textPairField))
+        let softLabelTopic = try settings.given(.softLabelTopic, command.softLabelTopic)
+        if let directory = try settings.given(.teacher, command.teacher) {
+            var teacher = TeacherSettings(directory: directory)
+            let sample = try settings.value(.teacherSample, command.teacherSample)
+            guard sample > 0, sample <= 1 else {
+                throw ValidationError("--teacher-sample must be a share in (0, 1] (0.02 for 2 %), got \(sample)")
+            }
+            teacher.lane.sampleRate = sample
+            teacher.lane.softLabelTopic = softLabelTopic
+            teacher.lane.maxLength = stream.shard.maxLength
+            teacher.lane.precision = stream.shard.precision
+            self.teacher = teacher
+        } else if softLabelTopic != nil || command.teacherSample != nil
+                    || environment[RunSetting.teacherSample.variable].map({ !$0.isEmpty }) == true {
+            throw ValidationError("--teacher-sample and --soft-label-topic need --teacher DIR: the model whose answers they sample")
+        }
         metricsPort = try settings.value(.metricsPort, command.metricsPort)
         metricsHost = try settings.value(.metricsHost, command.metricsHost)
         stream.maxBufferedBytes = try settings.value(.maxBufferedBytes, command.maxBufferedBytes)
@@ -342,6 +409,7 @@ struct RunOptions {
         // Records larger than the producer's message.max.bytes are refused locally; keep a margin for framing.
         let messageMaxBytes = kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000
         stream.maxRecordBytes = max(4096, messageMaxBytes - 2048)
+        teacher?.lane.maxRecordBytes = stream.maxRecordBytes
         if stream.delivery == .exactlyOnce {
             let transactionalID = try Self.transactionalID(
                 explicit: try settings.given(.transactionalId, command.transactionalId), instance: instanceID, group: group)

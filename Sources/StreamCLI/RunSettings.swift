@@ -14,6 +14,8 @@ struct RunSetting: Sendable {
         case service
         /// The model registry and the control plane.
         case hotSwap = "hot-swap"
+        /// The teacher lane and its soft labels.
+        case teacher
     }
 
     enum Kind: Sendable {
@@ -174,6 +176,25 @@ extension RunSetting {
             `<group>-<instance id>` (the default is not used for it).
             """)
 
+    static let teacher = RunSetting(
+        "teacher", section: .teacher,
+        help: "HF checkpoint directory of a teacher (a sequence classifier with the students' labels, in the same order) that answers a sample of the events in a low-priority lane, for minirbt_teacher_agreement_ratio and soft labels.",
+        details: """
+            Checked at start-up (the service refuses to start otherwise). Named in soft labels after its directory \
+            (parent / directory). See [section 5.5](#55-shadow-verdicts-the-teacher-lane-and-the-distillation-loop).
+            """)
+    static let teacherSample = RunSetting(
+        "teacher-sample", section: .teacher, default: "\(TeacherLane.Settings().sampleRate)",
+        help: "Share of events the teacher answers, in (0, 1], chosen by a stable hash of the key (else the id, else partition and offset); needs --teacher.",
+        details: """
+            FNV-1a of the record key (else the event id, else `topic/partition/offset`) modulo 10⁶ below share × 10⁶: \
+            every replica and every redelivery samples the same events.
+            """)
+    static let softLabelTopic = RunSetting(
+        "soft-label-topic", section: .teacher,
+        help: "Topic for one soft-label record per sampled event the teacher answered (teacher and student logits; schemas/soft-label.schema.json); needs --teacher.",
+        details: "Best effort, outside exactly-once (section 5.5).")
+
     /// Every setting, in the order of the docs.
     static let all: [RunSetting] = [
         brokers, group, inputTopic, inputPattern, outputTopic, dlqTopic, model, modelName, modelVersion,
@@ -181,6 +202,7 @@ extension RunSetting {
         transactionalId, metricsPort, metricsHost, maxBufferedBytes, stallTimeoutSeconds, format, idField,
         textField, textPairField, logLevel,
         registry, deployment, controlTopic, statusTopic, shadowTopic, verifyKey, instanceId,
+        teacher, teacherSample, softLabelTopic,
     ]
 
     /// The docs table of one section (docs/operations.md, between `<!-- run-settings:SECTION -->` markers).

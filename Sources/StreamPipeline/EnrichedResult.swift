@@ -21,7 +21,7 @@ public struct SourceCoordinates: Codable, Sendable, Equatable {
 }
 
 /// Which model answered.
-public struct ModelIdentity: Codable, Sendable, Equatable {
+public struct ModelIdentity: Codable, Sendable, Hashable {
     public var name: String
     public var version: String
 

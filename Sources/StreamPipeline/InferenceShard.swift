@@ -65,6 +65,8 @@ final class InferenceShard: Sendable {
     private let deployment: ModelDeployment
     private let metrics: PipelineMetrics
     private let logger: Logger
+    /// Where sampled events go for the teacher's answer, if a teacher runs.
+    private let teacher: TeacherLane?
     /// Called on the shard's thread after every batch, to re-evaluate whether its partitions stay paused.
     private let onDrained: @Sendable (InferenceShard) -> Void
     /// When the shard last finished a batch (or started), for the liveness probe.
@@ -75,8 +77,9 @@ final class InferenceShard: Sendable {
     let unpublished = Atomic<Int>(0)
 
     init(index: Int, settings: ShardSettings, deployment: ModelDeployment, metrics: PipelineMetrics,
-         logger: Logger, onDrained: @escaping @Sendable (InferenceShard) -> Void) {
+         logger: Logger, teacher: TeacherLane? = nil, onDrained: @escaping @Sendable (InferenceShard) -> Void) {
         self.index = index
+        self.teacher = teacher
         self.settings = settings
         self.deployment = deployment
         self.metrics = metrics
@@ -95,8 +98,9 @@ final class InferenceShard: Sendable {
     }
 
     private func run() {
+        // The teacher lane compares with (and publishes) the student's logits even when results omit them.
         let predictor = Predictor(threads: settings.threads, maxLength: settings.maxLength,
-                                  includeLogits: settings.includeLogits, precision: settings.precision) { [logger, metrics] session in
+                                  includeLogits: settings.includeLogits || teacher != nil, precision: settings.precision) { [logger, metrics] session in
             // Every shard prepares its own session of the same model: say why once per process, not per shard.
             if metrics.precisionServed(session), let reason = session.fallbackReason {
                 logger.warning("\(reason)")
@@ -137,17 +141,29 @@ final class InferenceShard: Sendable {
             byModel[ObjectIdentifier(model), default: (model, [])].indices.append(index)
         }
         let started = ContinuousClock.now
+        var answered = [Prediction?](repeating: nil, count: batch.count)
+        var samples: [TeacherSample] = []
         for (model, indices) in byModel.values {
-            run(model, on: indices, of: batch, decoded: decoded, predictor: predictor) { index, result in
+            let predictions = run(model, on: indices, of: batch, decoded: decoded, predictor: predictor) { index, result in
                 outcomes[index] = result
+            }
+            for (index, prediction) in zip(indices, predictions) { answered[index] = prediction }
+            if let teacher, teacher.accepts(model) {
+                samples += sample(predictions, of: model, at: indices, in: batch, decoded: decoded, for: teacher)
             }
         }
         if let shadow = selection.shadow {
             let indices = decoded.indices.filter { if case .success = decoded[$0] { true } else { false } }
-            run(shadow, on: indices, of: batch, decoded: decoded, predictor: predictor) { index, result in
+            let predictions = run(shadow, on: indices, of: batch, decoded: decoded, predictor: predictor) { index, result in
                 if case .result(let value) = result { shadows[index] = value }
             }
+            // Only events both models answered are compared (a failed pass yields no predictions).
+            let paired = zip(indices, predictions).compactMap { index, candidate in answered[index].map { ($0, candidate) } }
+            var tally = PipelineMetrics.AgreementTally()
+            tally.add(paired.map(\.0), paired.map(\.1))
+            metrics.shadowCompared(primary: selection.primary.identity, candidate: shadow.identity, tally: tally)
         }
+        if !samples.isEmpty { teacher?.offer(samples) }
         metrics.batch(size: batch.count, inference: ContinuousClock.now - started)
 
         return batch.indices.map { index in
@@ -158,16 +174,34 @@ final class InferenceShard: Sendable {
         }
     }
 
+    /// The sampled events of a student's predictions, for the teacher.
+    private func sample(_ predictions: [Prediction], of model: LoadedModel, at indices: [Int], in batch: [WorkItem],
+                        decoded: [Result<TextEvent, EventDecodingError>], for teacher: TeacherLane) -> [TeacherSample] {
+        zip(indices, predictions).compactMap { index, prediction in
+            guard let event = try? decoded[index].get() else { return nil }
+            let record = batch[index].record
+            let source = SourceCoordinates(topic: record.topic, partition: record.partition, offset: record.offset,
+                                           timestamp: record.timestampMilliseconds)
+            guard teacher.isSampled(key: record.key, id: event.id, source: source) else { return nil }
+            return TeacherSample(id: event.id ?? source.eventID, event: event, key: record.key, source: source,
+                                 student: model.identity, prediction: prediction)
+        }
+    }
+
+    /// Predicts `indices` of the batch with `model` and stores each outcome; returns the predictions, in
+    /// `indices` order (none when the forward pass failed and the events were dead-lettered).
+    @discardableResult
     private func run(_ model: LoadedModel, on indices: [Int], of batch: [WorkItem],
                      decoded: [Result<TextEvent, EventDecodingError>], predictor: Predictor,
-                     store: (Int, ShardOutput.Outcome) -> Void) {
+                     store: (Int, ShardOutput.Outcome) -> Void) -> [Prediction] {
         let events = indices.compactMap { try? decoded[$0].get() }
         do {
             let predictions = try predictor.predict(events, with: model)
             // Counted under the version that made them: a shadow candidate's predictions too.
             metrics.predictions(predictions, version: model.identity.version)
             let now = ContinuousClock.now
-            for ((index, event), prediction) in zip(zip(indices, events), predictions) {
+            for ((index, event), var prediction) in zip(zip(indices, events), predictions) {
+                if !settings.includeLogits { prediction.logits = nil }
                 let item = batch[index]
                 let record = item.record
                 let source = SourceCoordinates(topic: record.topic, partition: record.partition,
@@ -178,6 +212,7 @@ final class InferenceShard: Sendable {
                                                     text: settings.echoText ? event.text : nil,
                                                     latencyMs: (latency * 1000).rounded() / 1000)))
             }
+            return predictions
         } catch {
             // A failed forward pass must not take the service down: its events are dead-lettered.
             logger.error("inference failed", metadata: ["shard": "\(index)", "model": "\(model.identity.version)",
@@ -186,6 +221,7 @@ final class InferenceShard: Sendable {
                 store(index, .deadLetter(deadLetter(batch[index].record, code: .inferenceFailed,
                                                     message: "\(error)")))
             }
+            return []
         }
     }
 

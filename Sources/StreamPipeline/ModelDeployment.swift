@@ -32,12 +32,21 @@ public struct ModelSelection: Sendable {
 /// Key → bucket in 0..<100, stable across replicas and restarts (FNV-1a, not Swift's seeded hasher).
 public enum CanaryBucket {
     public static func of(_ key: [UInt8]?) -> Int {
+        Int(StableHash.fnv1a(key ?? []) % 100)
+    }
+}
+
+/// A hash that is the same in every process, replica and restart (Swift's `Hasher` is seeded per process):
+/// what canary buckets and the teacher's sample are drawn from.
+public enum StableHash {
+    /// 64-bit FNV-1a.
+    public static func fnv1a(_ bytes: some Sequence<UInt8>) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in key ?? [] {
+        for byte in bytes {
             hash ^= UInt64(byte)
             hash &*= 0x0000_0100_0000_01b3
         }
-        return Int(hash % 100)
+        return hash
     }
 }
 

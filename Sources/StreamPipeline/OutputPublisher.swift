@@ -410,7 +410,7 @@ final class OutputPublisher: Sendable {
 }
 
 /// Collects the delivery reports of one batch, from the producer's poll thread, for one waiting task.
-private final class DeliveryCollector: Sendable {
+final class DeliveryCollector: Sendable {
     private struct State {
         var results: [Result<DeliveryReport, KafkaError>?]
         var remaining: Int

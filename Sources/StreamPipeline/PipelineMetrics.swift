@@ -17,6 +17,8 @@ public final class PipelineMetrics: Sendable {
     private let shadowFailuresCounter: Counter
     private let totals = Mutex(Totals())
     private let precisions = Mutex<(current: [Precision: Precision], seen: Set<String>)>(([:], []))
+    private let shadowTallies = Mutex<[ShadowPair: AgreementTally]>([:])
+    private let teacherTallies = Mutex<[String: AgreementTally]>([:])
 
     /// Running totals since start.
     public struct Totals: Sendable {
@@ -105,6 +107,107 @@ public final class PipelineMetrics: Sendable {
                                        factory: factory)
         // Created (and exported at 0) even when nothing was truncated, so the ratio to predictions is defined.
         if truncated > 0 { truncatedCounter.increment(by: truncated) }
+    }
+
+    /// A shadow candidate and the primary it ran beside, by version.
+    public struct ShadowPair: Hashable, Sendable {
+        public var primary: ModelIdentity
+        public var candidate: ModelIdentity
+    }
+
+    /// How often two models gave the same label on the same events, and how far apart their top scores were.
+    public struct AgreementTally: Sendable, Equatable {
+        public var compared = 0
+        public var agreed = 0
+        /// Sum of |score difference| over the compared events.
+        public var scoreDifferenceSum = 0.0
+
+        public var agreement: Double? { compared > 0 ? Double(agreed) / Double(compared) : nil }
+        public var meanScoreDifference: Double { compared > 0 ? scoreDifferenceSum / Double(compared) : 0 }
+
+        /// Compares two models' predictions of the same events, pairwise (classification only: predictions
+        /// without a label on either side are not compared).
+        public mutating func add(_ first: [Prediction], _ second: [Prediction]) {
+            for (a, b) in zip(first, second) {
+                guard let labelA = a.label, let labelB = b.label else { continue }
+                compared += 1
+                if labelA == labelB { agreed += 1 }
+                scoreDifferenceSum += Double(abs((a.score ?? 0) - (b.score ?? 0)))
+            }
+        }
+    }
+
+    /// The shadow candidate's predictions against the primary's on the same events:
+    /// `minirbt_shadow_compared_total{version}`, `minirbt_shadow_agreed_total{version}`,
+    /// `minirbt_shadow_agreement_ratio{version}` and `minirbt_shadow_score_difference_mean{version}` (mean
+    /// |top score difference|), `version` being the candidate's; the totals also go into heartbeats.
+    func shadowCompared(primary: ModelIdentity, candidate: ModelIdentity, tally batch: AgreementTally) {
+        guard batch.compared > 0 else { return }
+        let total = shadowTallies.withLock { tallies in
+            let pair = ShadowPair(primary: primary, candidate: candidate)
+            tallies[pair, default: AgreementTally()].compared += batch.compared
+            tallies[pair]?.agreed += batch.agreed
+            tallies[pair]?.scoreDifferenceSum += batch.scoreDifferenceSum
+            // Per candidate version over every primary it shadowed: what the gauges show.
+            return tallies.filter { $0.key.candidate.version == candidate.version }.values.reduce(into: AgreementTally()) {
+                $0.compared += $1.compared
+                $0.agreed += $1.agreed
+                $0.scoreDifferenceSum += $1.scoreDifferenceSum
+            }
+        }
+        let version = [("version", candidate.version)]
+        Counter(label: "minirbt_shadow_compared_total", dimensions: version, factory: factory).increment(by: batch.compared)
+        let agreed = Counter(label: "minirbt_shadow_agreed_total", dimensions: version, factory: factory)
+        if batch.agreed > 0 { agreed.increment(by: batch.agreed) }
+        Gauge(label: "minirbt_shadow_agreement_ratio", dimensions: version, factory: factory).record(total.agreement ?? 0)
+        Gauge(label: "minirbt_shadow_score_difference_mean", dimensions: version, factory: factory)
+            .record(total.meanScoreDifference)
+    }
+
+    /// What this replica compared of `candidate` shadowing `primary`, since start.
+    public func shadowTally(primary: ModelIdentity, candidate: ModelIdentity) -> AgreementTally {
+        shadowTallies.withLock { $0[ShadowPair(primary: primary, candidate: candidate)] } ?? AgreementTally()
+    }
+
+    /// The teacher's predictions against the student's (`version`, the model that answered the events):
+    /// `minirbt_teacher_compared_total{version}`, `minirbt_teacher_agreed_total{version}` and
+    /// `minirbt_teacher_agreement_ratio{version}`.
+    func teacherCompared(version: String, tally batch: AgreementTally) {
+        guard batch.compared > 0 else { return }
+        let total = teacherTallies.withLock { tallies in
+            tallies[version, default: AgreementTally()].compared += batch.compared
+            tallies[version]?.agreed += batch.agreed
+            tallies[version]?.scoreDifferenceSum += batch.scoreDifferenceSum
+            return tallies[version] ?? AgreementTally()
+        }
+        let dimensions = [("version", version)]
+        Counter(label: "minirbt_teacher_compared_total", dimensions: dimensions, factory: factory).increment(by: batch.compared)
+        let agreed = Counter(label: "minirbt_teacher_agreed_total", dimensions: dimensions, factory: factory)
+        if batch.agreed > 0 { agreed.increment(by: batch.agreed) }
+        Gauge(label: "minirbt_teacher_agreement_ratio", dimensions: dimensions, factory: factory).record(total.agreement ?? 0)
+    }
+
+    /// What the teacher compared of the student `version`, since start.
+    public func teacherTally(version: String) -> AgreementTally {
+        teacherTallies.withLock { $0[version] } ?? AgreementTally()
+    }
+
+    /// Sampled events the teacher lane could not take (its queue was full, or it was stopping):
+    /// `minirbt_teacher_skipped_total`.
+    func teacherSkipped(_ count: Int = 1) {
+        Counter(label: "minirbt_teacher_skipped_total", factory: factory).increment(by: count)
+    }
+
+    /// Sampled events the teacher failed to answer (its forward pass threw): `minirbt_teacher_failures_total`.
+    func teacherFailed(_ count: Int) {
+        Counter(label: "minirbt_teacher_failures_total", factory: factory).increment(by: count)
+    }
+
+    /// Soft-label records acknowledged (`minirbt_soft_labels_published_total`) or given up on
+    /// (`minirbt_soft_labels_failed_total`: a permanent error, or transient ones past the retry limit).
+    func softLabels(published: Int, failed: Int) {
+        Counter(label: "minirbt_soft_labels_published_total", factory: factory).increment(by: published)
+        Counter(label: "minirbt_soft_labels_failed_total", factory: factory).increment(by: failed)
     }
 
     func shardQueueDepth(_ shard: Int, _ depth: Int) {

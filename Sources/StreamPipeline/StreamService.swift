@@ -100,12 +100,16 @@ public final class StreamService: Service, Sendable {
     private let publishFailure = Mutex<PublishingFailure?>(nil)
     private let stopRequest: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
 
-    /// - Parameter makeProducer: at-least-once only: builds a new producer like `producer`, to replace it
-    ///   when librdkafka declares it fatally failed (see ``ProducerSlot``); without it such a failure stops the
-    ///   service.
+    /// - Parameters:
+    ///   - makeProducer: at-least-once only: builds a new producer like `producer`, to replace it when
+    ///     librdkafka declares it fatally failed (see ``ProducerSlot``); without it such a failure stops the
+    ///     service.
+    ///   - teacher: the teacher lane the shards offer sampled events to (run it as its own service, before
+    ///     this one in the service group, so it outlives the shards' drain).
     public init(settings: StreamSettings, consumer: KafkaConsumer, producer: KafkaProducer,
                 makeProducer: (@Sendable () throws(KafkaError) -> KafkaProducer)? = nil,
-                deployment: ModelDeployment, metrics: PipelineMetrics = PipelineMetrics(), logger: Logger) {
+                deployment: ModelDeployment, metrics: PipelineMetrics = PipelineMetrics(), logger: Logger,
+                teacher: TeacherLane? = nil) {
         self.settings = settings
         self.consumer = consumer
         let producers = ProducerSlot(producer, makeProducer: settings.delivery == .exactlyOnce ? nil : makeProducer,
@@ -137,7 +141,7 @@ public final class StreamService: Service, Sendable {
         self.budget = budget
         let shards = (0..<max(1, settings.shards)).map { index in
             InferenceShard(index: index, settings: settings.shard, deployment: deployment, metrics: metrics,
-                           logger: logger) { shard in
+                           logger: logger, teacher: teacher) { shard in
                 router.refresh(shard: index, depth: { shard.queue.depth }, capacity: shard.queue.capacity)
             }
         }

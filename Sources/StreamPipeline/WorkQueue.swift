@@ -27,6 +27,17 @@ final class WorkQueue<Item>: @unchecked Sendable {
         }
     }
 
+    /// Adds an item only when the queue is open and below its capacity: for work that may be skipped
+    /// rather than wait. Returns whether it was added.
+    func offer(_ item: Item) -> Bool {
+        condition.withLock {
+            guard !closed, items.count < capacity else { return false }
+            items.append(item)
+            condition.signal()
+            return true
+        }
+    }
+
     /// Waits for the next micro-batch: returns as soon as `maxItems` are queued, or `maxWait` after the first
     /// item of the batch was seen, whichever comes first. Returns nil once closed and empty.
     func nextBatch(maxItems: Int, maxWait: Duration) -> [Item]? {

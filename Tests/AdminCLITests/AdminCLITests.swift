@@ -13,6 +13,7 @@ struct AdminCLITests {
             #expect(help.contains(step), "help does not mention \(step)")
         }
         #expect(help.contains("minirbt-admin deploy sentiment v2 --canary 20"))
+        #expect(help.contains("minirbt-admin promote sentiment --min-agreement 0.97"))
         // The steps come in rollout order.
         let order = ["1. keygen", "2. publish", "3. deploy", "4. status", "5. promote", "6. rollback"]
         let positions = order.compactMap { help.range(of: $0)?.lowerBound }
@@ -93,5 +94,48 @@ struct AdminCLITests {
         let table = StatusCommand.table([heartbeat], now: now)
         #expect(table.contains("pod-1") && table.contains("sentiment/v1") && table.contains("sentiment/v2 (canary 20%)"))
         #expect(table.contains("events[0],events[1]") && table.contains("12.5"))
+    }
+
+    @Test("promote --min-agreement: weighted over the instances' comparisons of the candidate; refuses below it and without any")
+    func shadowAgreementGate() throws {
+        let v2 = try ModelReference(name: "sentiment", version: "v2")
+        let v3 = try ModelReference(name: "sentiment", version: "v3")
+        func beat(_ instance: String, _ shadow: ShadowComparison?) -> InstanceHeartbeat {
+            InstanceHeartbeat(instance: instance, deployment: "sentiment", mode: "shadow", intervalMs: 1000, at: Date(),
+                              shadow: shadow)
+        }
+        let fleet = [beat("a", ShadowComparison(candidate: v2, compared: 300, agreed: 297, meanScoreDifference: 0.01)),
+                     beat("b", ShadowComparison(candidate: v2, compared: 100, agreed: 90, meanScoreDifference: 0.05)),
+                     // Another candidate's figures never count.
+                     beat("c", ShadowComparison(candidate: v3, compared: 1000, agreed: 0, meanScoreDifference: 0.9)),
+                     beat("d", nil)]
+        // (297 + 90) / 400 = 0.9675, not the mean of the instances' shares (0.945).
+        #expect(throws: Never.self) { try PromoteCommand.checkAgreement(of: v2, deployment: "sentiment", in: fleet, minimum: 0.9675) }
+        #expect { try PromoteCommand.checkAgreement(of: v2, deployment: "sentiment", in: fleet, minimum: 0.97) } throws: { error in
+            "\(error)".contains("387 of 400 events (0.9675)") && "\(error)".contains("below --min-agreement 0.97")
+        }
+        #expect { try PromoteCommand.checkAgreement(of: v2, deployment: "sentiment", in: [fleet[2], fleet[3]], minimum: 0.5) } throws: { error in
+            "\(error)".contains("no live instance of sentiment has reported comparing it")
+        }
+        let aggregate = try #require(ShadowComparison.aggregate(fleet.compactMap(\.shadow), of: v2))
+        #expect(abs(aggregate.meanScoreDifference - 0.02) < 1e-12)
+        #expect(StatusCommand.agreement(fleet[0].shadow) == "99.0%/300,Δ0.010")
+        #expect(StatusCommand.agreement(nil) == "-")
+        #expect(throws: (any Error).self) {
+            try AdminCommand.parseAsRoot(["promote", "sentiment", "--min-agreement", "97", "--key", "k"])
+        }
+    }
+
+    @Test("heartbeats without a shadow comparison (older instances) still decode")
+    func heartbeatShadowIsAdditive() throws {
+        let old = #"{"instance":"a","deployment":"sentiment","mode":"single","assigned_partitions":[],"events_per_second":0,"interval_ms":5000,"at":"2026-01-01T00:00:00Z"}"#
+        let heartbeat = try JSONDecoder.control.decode(InstanceHeartbeat.self, from: Data(old.utf8))
+        #expect(heartbeat.shadow == nil)
+        var shadowing = heartbeat
+        shadowing.shadow = ShadowComparison(candidate: try ModelReference(name: "sentiment", version: "v2"), compared: 4,
+                                            agreed: 3, meanScoreDifference: 0.25)
+        let encoded = try JSONEncoder.control.encode(shadowing)
+        #expect(String(decoding: encoded, as: UTF8.self).contains(#""mean_score_difference":0.25"#))
+        #expect(try JSONDecoder.control.decode(InstanceHeartbeat.self, from: encoded) == shadowing)
     }
 }

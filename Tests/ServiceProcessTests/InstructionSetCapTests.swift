@@ -5,46 +5,14 @@ import Testing
 /// precision answers every text (fast where a kernel exists, fp32 with one warning where none does).
 @Suite(.enabled(if: E2EFixtures.sharedDataPresent, "needs ../shared models and reviews"))
 struct InstructionSetCapTests {
-    struct Run {
-        let status: Int32
-        let output: String
-        let errors: String
-    }
-
-    static func run(_ arguments: [String], cap: String, input: URL? = nil) throws -> Run {
-        let process = Process()
-        process.executableURL = ProductBinaries.stream
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["MINIRBT_MAX_CPU_ISA"] = cap
-        process.environment = environment
-        // stderr goes to a file, so only one pipe is read and neither can fill up and block the child.
-        let errorsFile = FileManager.default.temporaryDirectory.appendingPathComponent("minirbt-cap-\(UUID()).log")
-        _ = FileManager.default.createFile(atPath: errorsFile.path, contents: nil)
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = try FileHandle(forWritingTo: errorsFile)
-        if let input { process.standardInput = try FileHandle(forReadingFrom: input) }
-        try process.run()
-        let outputText = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        let errorText = (try? String(contentsOf: errorsFile, encoding: .utf8)) ?? ""
-        return Run(status: process.terminationStatus, output: outputText, errors: errorText)
-    }
-
-    static func reviews(_ count: Int) throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("minirbt-cap-\(UUID()).jsonl")
-        let lines = try E2EFixtures.reviewTexts.prefix(count).enumerated().map { index, text in
-            String(decoding: try JSONSerialization.data(withJSONObject: ["id": "r\(index)", "text": text]), as: UTF8.self)
-        }
-        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: url)
-        return url
+    static func run(_ arguments: [String], cap: String, input: URL? = nil) throws -> StreamCommand.Run {
+        try StreamCommand.run(arguments, environment: ["MINIRBT_MAX_CPU_ISA": cap], input: input)
     }
 
     @Test(arguments: ["AVX2", "SSE41"], ["int8", "bf16"])
     func inferAnswersEveryTextUnderTheCap(cap: String, precision: String) throws {
         try ProductBinaries.require()
-        let input = try Self.reviews(100)
+        let input = try StreamCommand.reviews(100)
         let version = try Self.run(["version"], cap: cap)
         #expect(version.status == 0)
         let line = version.output.split(separator: "\n").first { $0.hasPrefix("precision \(precision):") } ?? "?"

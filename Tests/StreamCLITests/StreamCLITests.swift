@@ -92,6 +92,9 @@ import Testing
             (["--input-topic", "t", "--model", "m", "--kafka", "no-equals-sign"], [:], "no-equals-sign"),
             // No stable per-replica identity: the host name is not one (replicas may share it).
             (["--input-topic", "t", "--model", "m", "--delivery", "exactly-once"], [:], "--instance-id"),
+            (["--input-topic", "t", "--model", "m", "--teacher", "big", "--teacher-sample", "0"], [:], "(0, 1]"),
+            (["--input-topic", "t", "--model", "m", "--teacher", "big"], ["MINIRBT_TEACHER_SAMPLE": "2%"], "MINIRBT_TEACHER_SAMPLE"),
+            (["--input-topic", "t", "--model", "m", "--soft-label-topic", "soft"], [:], "need --teacher"),
         ]
         for (arguments, environment, expected) in cases {
             let command = try RunCommand.parse(arguments)

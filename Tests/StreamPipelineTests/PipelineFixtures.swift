@@ -90,17 +90,19 @@ enum PipelineBroker {
         }
     }
 
-    /// The same, giving `body` the running service (for its counters and probes).
+    /// The same, giving `body` the running service (for its counters and probes); with `teacher`, the lane
+    /// runs beside it as `run` places it (before the service, so it outlives the drain).
     static func runService<T: Sendable>(settings: StreamSettings, deployment: ModelDeployment, group: String,
-                                        timeout: Duration = .seconds(240),
+                                        timeout: Duration = .seconds(240), metrics: PipelineMetrics = PipelineMetrics(),
+                                        teacher: TeacherLane? = nil,
                                         _ body: @escaping @Sendable (StreamService) async throws -> T) async throws -> T {
         let consumer = try KafkaConsumer(configuration: ConsumerConfiguration(kafka: kafka, groupID: group),
                                          logger: logger)
         let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: logger)
         let service = StreamService(settings: settings, consumer: consumer, producer: producer,
-                                    deployment: deployment, logger: logger)
+                                    deployment: deployment, metrics: metrics, logger: logger, teacher: teacher)
         let watch: @Sendable () async throws -> T = { try await body(service) }
-        let serviceGroup = ServiceGroup(services: [service], logger: logger)
+        let serviceGroup = ServiceGroup(services: (teacher.map { [$0] } ?? []) + [service], logger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { tasks in
             tasks.addTask { try await serviceGroup.run(); return nil }
             let result: T

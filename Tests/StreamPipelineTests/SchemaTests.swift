@@ -47,3 +47,17 @@ import Testing
                 "the schema's codes and DeadLetterCode differ: \(documented.symmetricDifference(DeadLetterCode.allCases.map(\.rawValue)).sorted())")
     }
 }
+
+extension SchemaTests {
+    @Test func everySoftLabelFieldIsDocumented() throws {
+        let (properties, required) = try Self.schema("soft-label.schema.json")
+        let label = SoftLabel(id: "dev-1", text: "很好", textPair: "不错", labels: ["negative", "positive"],
+                              teacherLogits: [-1.5, 1.5], studentLogits: [-1, 1],
+                              model: ModelIdentity(name: "sentiment", version: "v1"),
+                              teacher: ModelIdentity(name: "minirbt-h256-chnsenticorp", version: "v2"),
+                              source: SourceCoordinates(topic: "reviews", partition: 0, offset: 3, timestamp: 1_700_000_000_000))
+        let object = try Self.encoded(label)
+        #expect(Set(object.keys) == Set(properties.keys), "written \(object.keys.sorted()), documented \(properties.keys.sorted())")
+        for field in required { #expect(object[field] != nil, "required \(field) missing") }
+    }
+}

@@ -32,12 +32,15 @@ public struct InstanceHeartbeat: Codable, Sendable, Equatable {
     /// How often this instance sends heartbeats; readers call it dead after three silent intervals.
     public var intervalMs: Int
     public var at: Date
+    /// In shadow mode: how often the candidate agreed with the primary on this instance since it started
+    /// shadowing (absent otherwise, and from instances that predate it).
+    public var shadow: ShadowComparison?
 
     public init(instance: String, deployment: String, active: ModelReference? = nil, candidate: ModelReference? = nil,
                 mode: String = "single", canaryPercent: Int? = nil, loading: ModelReference? = nil,
                 lastError: String? = nil, failedVersion: ModelReference? = nil, appliedSequence: Int64? = nil,
                 failedSequence: Int64? = nil, rejectedRecord: String? = nil, assignedPartitions: [String] = [], eventsPerSecond: Double = 0,
-                lag: Int64? = nil, intervalMs: Int, at: Date) {
+                lag: Int64? = nil, intervalMs: Int, at: Date, shadow: ShadowComparison? = nil) {
         self.instance = instance
         self.deployment = deployment
         self.active = active
@@ -55,10 +58,11 @@ public struct InstanceHeartbeat: Codable, Sendable, Equatable {
         self.lag = lag
         self.intervalMs = intervalMs
         self.at = at
+        self.shadow = shadow
     }
 
     enum CodingKeys: String, CodingKey {
-        case instance, deployment, active, candidate, mode, loading, lag, at
+        case instance, deployment, active, candidate, mode, loading, lag, at, shadow
         case canaryPercent = "canary_percent"
         case lastError = "last_error"
         case failedVersion = "failed_version"
@@ -98,6 +102,45 @@ public struct RejectedControlRecord: Codable, Sendable, Equatable {
         self.record = record
         self.kind = kind
         self.reason = reason
+    }
+}
+
+/// A shadow candidate's results compared with the primary's on the same events: the share with the same
+/// label and the mean absolute difference of the top scores.
+public struct ShadowComparison: Codable, Sendable, Equatable {
+    /// The candidate compared (its primary is the heartbeat's `active`).
+    public var candidate: ModelReference
+    /// Events both models answered.
+    public var compared: Int
+    /// Of those, events where both gave the same label.
+    public var agreed: Int
+    /// Mean over the compared events of |candidate's top score − primary's top score|.
+    public var meanScoreDifference: Double
+
+    public init(candidate: ModelReference, compared: Int, agreed: Int, meanScoreDifference: Double) {
+        self.candidate = candidate
+        self.compared = compared
+        self.agreed = agreed
+        self.meanScoreDifference = meanScoreDifference
+    }
+
+    /// `agreed / compared`, nil before any comparison.
+    public var agreement: Double? { compared > 0 ? Double(agreed) / Double(compared) : nil }
+
+    enum CodingKeys: String, CodingKey {
+        case candidate, compared, agreed
+        case meanScoreDifference = "mean_score_difference"
+    }
+
+    /// Several replicas' comparisons of `candidate` as one, weighted by their compared events; nil when
+    /// none compared any event of it.
+    public static func aggregate(_ comparisons: [ShadowComparison], of candidate: ModelReference) -> ShadowComparison? {
+        let relevant = comparisons.filter { $0.candidate == candidate && $0.compared > 0 }
+        let compared = relevant.reduce(0) { $0 + $1.compared }
+        guard compared > 0 else { return nil }
+        let difference = relevant.reduce(0.0) { $0 + $1.meanScoreDifference * Double($1.compared) } / Double(compared)
+        return ShadowComparison(candidate: candidate, compared: compared, agreed: relevant.reduce(0) { $0 + $1.agreed },
+                                meanScoreDifference: difference)
     }
 }
 

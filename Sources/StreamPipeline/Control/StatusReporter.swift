@@ -33,12 +33,17 @@ public struct ServiceObservation: Sendable {
     public var lag: Int64?
     /// The service's own last error, shown when the control plane has none.
     public var lastError: String?
+    /// How the serving shadow candidate compared with the primary, by the models' identities (the reporter
+    /// keeps it only when they are the ones the control plane says are serving).
+    public var shadow: (primary: ModelIdentity, candidate: ModelIdentity, tally: PipelineMetrics.AgreementTally)?
 
-    public init(assignedPartitions: [String] = [], processedEvents: Int = 0, lag: Int64? = nil, lastError: String? = nil) {
+    public init(assignedPartitions: [String] = [], processedEvents: Int = 0, lag: Int64? = nil, lastError: String? = nil,
+                shadow: (primary: ModelIdentity, candidate: ModelIdentity, tally: PipelineMetrics.AgreementTally)? = nil) {
         self.assignedPartitions = assignedPartitions
         self.processedEvents = processedEvents
         self.lag = lag
         self.lastError = lastError
+        self.shadow = shadow
     }
 }
 
@@ -106,10 +111,23 @@ public final class StatusReporter: Service, Sendable {
             rejectedRecord: control.rejectedRecord,
             assignedPartitions: observation?.assignedPartitions ?? [], eventsPerSecond: rate,
             lag: observation?.lag, intervalMs: Int(interval / .milliseconds(1)),
-            at: now)
+            at: now, shadow: Self.shadowComparison(control, observation?.shadow))
         heartbeat.rejectedRecords = control.rejectedRecords
         heartbeat.rejectedCount = control.rejectedCount
         return heartbeat
+    }
+
+    /// The shadow comparison for the heartbeat: only in shadow mode, and only of the pair the control plane
+    /// serves (a swap may be between the observation and the control state).
+    static func shadowComparison(_ control: ControlStatus,
+                                 _ observed: (primary: ModelIdentity, candidate: ModelIdentity, tally: PipelineMetrics.AgreementTally)?)
+        -> ShadowComparison? {
+        guard control.mode == .shadow, let candidate = control.candidate, let active = control.active,
+              let observed, observed.candidate.name == candidate.name, observed.candidate.version == candidate.version,
+              observed.primary.name == active.name, observed.primary.version == active.version
+        else { return nil }
+        return ShadowComparison(candidate: candidate, compared: observed.tally.compared, agreed: observed.tally.agreed,
+                                meanScoreDifference: observed.tally.meanScoreDifference)
     }
 
     private func eventsPerSecond(_ events: Int?) -> Double {
