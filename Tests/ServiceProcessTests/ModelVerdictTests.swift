@@ -44,7 +44,7 @@ struct ModelVerdictTests {
             let dlq = try await TestBroker.createTopic("e2e-shadow-dlq", partitions: 1)
             let shadowTopic = try await TestBroker.createTopic("e2e-shadow-candidate", partitions: 2)
             let instance = "e2e-shadow-\(UUID().uuidString.prefix(6))"
-            let metricsPort = try FaultNet.freeLoopbackPort()
+            let metricsPort = try Loopback.freePort()
             let feed = try scope.feed(topic: input)
             let recorder = try await scope.recorder(results: output, deadLetters: dlq)
             var arguments = E2EFixtures.runArguments(
@@ -71,7 +71,7 @@ struct ModelVerdictTests {
             // /metrics counts every comparison as its batch ends; exact against infer.
             var exposition = ""
             try await ProcessFaultTests.waitFor("\(Self.eventCount) shadow comparisons in /metrics", timeout: .seconds(60), service) {
-                exposition = FaultNet.httpStatus(port: metricsPort, path: "/metrics")?.body ?? ""
+                exposition = Loopback.httpStatus(port: metricsPort, path: "/metrics")?.body ?? ""
                 return Self.metric("minirbt_shadow_compared_total", "version=\"v2\"", in: exposition) == Double(Self.eventCount)
             }
             #expect(Self.metric("minirbt_shadow_agreed_total", "version=\"v2\"", in: exposition) == Double(expected.agreed),
@@ -118,7 +118,7 @@ struct ModelVerdictTests {
             let output = try await TestBroker.createTopic("e2e-teacher-out", partitions: 2)
             let dlq = try await TestBroker.createTopic("e2e-teacher-dlq", partitions: 1)
             let softLabels = try await TestBroker.createTopic("e2e-teacher-soft", partitions: 2)
-            let metricsPort = try FaultNet.freeLoopbackPort()
+            let metricsPort = try Loopback.freePort()
             let feed = try scope.feed(topic: input)
             let recorder = try await scope.recorder(results: output, deadLetters: dlq)
             // Soft labels are neither results nor dead letters: they land among the undecodable records.
@@ -145,7 +145,7 @@ struct ModelVerdictTests {
 
             var exposition = ""
             try await ProcessFaultTests.waitFor("\(Self.eventCount) teacher comparisons in /metrics", timeout: .seconds(60), service) {
-                exposition = FaultNet.httpStatus(port: metricsPort, path: "/metrics")?.body ?? ""
+                exposition = Loopback.httpStatus(port: metricsPort, path: "/metrics")?.body ?? ""
                 return Self.metric("minirbt_teacher_compared_total", "version=\"v1\"", in: exposition) == Double(Self.eventCount)
             }
             #expect(Self.metric("minirbt_teacher_agreed_total", "version=\"v1\"", in: exposition) == Double(expected.agreed),

@@ -1,4 +1,5 @@
 import Foundation
+import KafkaTestSupport
 
 /// One-shot `minirbt-stream` commands (`infer`, `version`) run to completion, and their input files.
 enum StreamCommand {
@@ -42,13 +43,13 @@ enum StreamCommand {
     /// `infer --logits` of `version` of the demo model over `input`: label and logits by event id.
     static func inferLogits(version: String, input: URL) throws -> [String: (label: String, logits: [Double])] {
         let run = try run(["infer", "--model", E2EFixtures.modelDirectory(version).path, "--input", input.path, "--logits"])
-        guard run.status == 0 else { throw E2EFailure("infer with \(version) exited \(run.status): \(run.errors.suffix(2000))") }
+        guard run.status == 0 else { throw TestFailure("infer with \(version) exited \(run.status): \(run.errors.suffix(2000))") }
         var answers: [String: (label: String, logits: [Double])] = [:]
         for line in run.output.split(separator: "\n") {
             guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                   let id = object["id"] as? String, let label = object["label"] as? String,
                   let logits = object["logits"] as? [Double] else {
-                throw E2EFailure("infer with \(version) printed an unexpected line: \(line)")
+                throw TestFailure("infer with \(version) printed an unexpected line: \(line)")
             }
             answers[id] = (label, logits)
         }
