@@ -32,11 +32,16 @@ struct ControlClient {
     /// the record's `controlRecordDigest`.
     @discardableResult
     func send(_ message: ControlMessage, signer: ControlSigner) async throws -> String {
-        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: logger)
-        defer { Task { await producer.close() } }
         let value = try signer.signedRecordValue(message)
         let key = ControlTopics.recordKey(deployment: message.deployment, sequence: message.sequence)
-        _ = try await producer.send(ProducerRecord(topic: topic, key: Array(key.utf8), value: value))
+        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: logger)
+        do {
+            _ = try await producer.send(ProducerRecord(topic: topic, key: Array(key.utf8), value: value))
+        } catch {
+            await producer.close()
+            throw error
+        }
+        await producer.close()
         return controlRecordDigest(value)
     }
 

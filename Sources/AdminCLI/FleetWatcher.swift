@@ -2,6 +2,7 @@ import Foundation
 import Kafka
 import Logging
 import ModelControl
+import Timeouts
 
 /// Reads the status topic: a snapshot of the fleet, or a wait until the fleet applied a control message.
 struct FleetWatcher {
@@ -11,25 +12,16 @@ struct FleetWatcher {
 
     /// The latest heartbeat of every instance that ever reported.
     func snapshot() async throws -> FleetStatus {
-        let follower = try await openFollower()
-        defer { Task { await follower.close() } }
-        var fleet = FleetStatus()
-        for record in try await follower.readToEnd() { Self.decode(record).map { fleet.record($0) } }
-        return fleet
+        try await withFollower { follower in
+            var fleet = FleetStatus()
+            for record in try await follower.readToEnd() { Self.decode(record).map { fleet.record($0) } }
+            return fleet
+        }
     }
 
     /// Every heartbeat still on the status topic, in topic order (after compaction: the latest per instance).
     func heartbeats() async throws -> [InstanceHeartbeat] {
-        let follower = try await openFollower()
-        let records: [ConsumerRecord]
-        do {
-            records = try await follower.readToEnd()
-        } catch {
-            await follower.close()
-            throw error
-        }
-        await follower.close()
-        return records.compactMap(Self.decode)
+        try await withFollower { try await $0.readToEnd().compactMap(Self.decode) }
     }
 
     /// Returns when every live instance of `deployment` applied `sequence` (or a later message); throws
@@ -37,14 +29,11 @@ struct FleetWatcher {
     /// `controlRecordDigest`), or after `timeout`.
     func waitUntilApplied(deployment: String, sequence: Int64, record: String, timeout: Duration,
                           progress: @escaping @Sendable (String) -> Void) async throws -> [InstanceHeartbeat] {
-        let follower = try await openFollower()
-        defer { Task { await follower.close() } }
-        var fleet = FleetStatus()
-        for record in try await follower.readToEnd() { Self.decode(record).map { fleet.record($0) } }
-        let initial = fleet
-        let topic = topic
-        return try await withThrowingTaskGroup(of: [InstanceHeartbeat]?.self) { group in
-            group.addTask {
+        try await withFollower { follower in
+            var fleet = FleetStatus()
+            for record in try await follower.readToEnd() { Self.decode(record).map { fleet.record($0) } }
+            let initial = fleet
+            let waited = try await withTimeout(timeout) { () async throws -> [InstanceHeartbeat]? in
                 var fleet = initial
                 if let done = try Self.evaluate(fleet, deployment: deployment, sequence: sequence, record: record) { return done }
                 for try await event in follower.events {
@@ -58,12 +47,7 @@ struct FleetWatcher {
                 }
                 return nil
             }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let done = first else {
+            guard let done = waited ?? nil else {
                 throw AdminFailure("timed out after \(timeout) waiting for every live instance of \(deployment) on \(topic) to apply control message #\(sequence)")
             }
             return done
@@ -85,10 +69,19 @@ struct FleetWatcher {
         return live
     }
 
-    private func openFollower() async throws -> TopicFollower {
+    /// Runs `body` with a follower of the status topic (created if absent), closed afterwards either way.
+    private func withFollower<Value>(_ body: (TopicFollower) async throws -> Value) async throws -> Value {
         let admin = try KafkaAdmin(configuration: kafka, logger: logger)
         try await ControlTopics.ensure(topic, admin: admin)
-        return try TopicFollower(topic: topic, kafka: kafka, logger: logger)
+        let follower = try TopicFollower(topic: topic, kafka: kafka, logger: logger)
+        do {
+            let value = try await body(follower)
+            await follower.close()
+            return value
+        } catch {
+            await follower.close()
+            throw error
+        }
     }
 
     static func decode(_ record: ConsumerRecord) -> InstanceHeartbeat? {

@@ -1,6 +1,7 @@
 import Foundation
 import Kafka
 import Logging
+import Timeouts
 
 /// The control-plane topics and how to read them.
 public enum ControlTopics {
@@ -115,41 +116,34 @@ public final class TopicFollower: Sendable {
         guard !remaining.isEmpty else { return [] }
         let pending = remaining
         let consumer = consumer
-        return try await withThrowingTaskGroup(of: [ConsumerRecord]?.self) { group in
-            group.addTask {
-                var remaining = pending
-                var records: [ConsumerRecord] = []
-                for try await event in consumer.events {
-                    // Done with a partition once the consumer's position passed the watermark, whether or
-                    // not a record sits at the last offset: on a compacted topic it may be gone (a tombstone
-                    // cleaned away), and a transaction marker is never delivered.
-                    let position: (TopicPartition, Int64)
-                    switch event {
-                    case .message(let record):
-                        records.append(record)
-                        position = (record.topicPartition, record.offset + 1)
-                    case .endOfPartition(let partition, let offset):
-                        position = (partition, offset)
-                    default:
-                        continue
-                    }
-                    if let end = remaining[position.0], position.1 >= end {
-                        remaining[position.0] = nil
-                    }
-                    if remaining.isEmpty { return records }
+        let read = try await withTimeout(timeout) {
+            var remaining = pending
+            var records: [ConsumerRecord] = []
+            for try await event in consumer.events {
+                // Done with a partition once the consumer's position passed the watermark, whether or
+                // not a record sits at the last offset: on a compacted topic it may be gone (a tombstone
+                // cleaned away), and a transaction marker is never delivered.
+                let position: (TopicPartition, Int64)
+                switch event {
+                case .message(let record):
+                    records.append(record)
+                    position = (record.topicPartition, record.offset + 1)
+                case .endOfPartition(let partition, let offset):
+                    position = (partition, offset)
+                default:
+                    continue
                 }
-                return records
-            }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let records = first else {
-                throw TopicReadTimeout(topic: topic, timeout: timeout, remaining: pending)
+                if let end = remaining[position.0], position.1 >= end {
+                    remaining[position.0] = nil
+                }
+                if remaining.isEmpty { return records }
             }
             return records
         }
+        guard let records = read else {
+            throw TopicReadTimeout(topic: topic, timeout: timeout, remaining: pending)
+        }
+        return records
     }
 
     /// Records after those ``readToEnd`` returned. Iterate from one task.
