@@ -249,6 +249,9 @@ public final class StreamService: Service, Sendable {
         await withTaskGroup(of: Void.self) { background in
             background.addTask { await self.commitPeriodically() }
             background.addTask { await self.observePeriodically() }
+            if let transactions {
+                background.addTask { for await _ in transactions.abortRequests { await transactions.commit() } }
+            }
             await withTaskGroup(of: Bool.self) { publishing in
                 for (shard, publisher) in zip(shards, publishers) {
                     publishing.addTask { await self.publish(shard, with: publisher); return true }
@@ -370,7 +373,7 @@ public final class StreamService: Service, Sendable {
         for try await event in consumer.events {
             consumerProgress.withLock { $0 = .now }
             switch event {
-            case .message(let record):
+            case .record(let record):
                 route(record)
                 // Over the byte budget: the partitions are paused, and what the consumer already fetched
                 // waits in its (byte-bounded) buffer until the shards and publishers are back under half.

@@ -52,6 +52,10 @@ actor TransactionCoordinator {
     private var turnWaiters: [CheckedContinuation<Void, Never>] = []
     private(set) var commits = 0
     private(set) var aborts = 0
+    /// Yields when a publisher reported a failed record: the open transaction should be aborted now rather
+    /// than at the next commit interval. The service serves it with ``commit()`` from a child task.
+    nonisolated let abortRequests: AsyncStream<Void>
+    private nonisolated let requestAbort: AsyncStream<Void>.Continuation
 
     init(producer: KafkaProducer, consumer: KafkaConsumer, book: OffsetBook, transactionalID: String, logger: Logger,
          dropQueued: @escaping @Sendable (Set<TopicPartition>) -> Void,
@@ -65,6 +69,7 @@ actor TransactionCoordinator {
         self.dropQueued = dropQueued
         self.onFatal = onFatal
         self.onCommit = onCommit
+        (abortRequests, requestAbort) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     /// Registers the transactional id (fencing older producers with it) and begins the first transaction.
@@ -117,7 +122,7 @@ actor TransactionCoordinator {
         abortCause = error
         logger.warning("a record of the open transaction failed; aborting it", metadata: ["error": "\(error)"])
         // Abort now rather than at the next commit interval; the turn queues behind any other.
-        Task { await self.commit() }
+        requestAbort.yield()
     }
 
     // MARK: Turns
