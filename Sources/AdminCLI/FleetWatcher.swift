@@ -37,7 +37,7 @@ struct FleetWatcher {
                 var fleet = initial
                 if let done = try Self.evaluate(fleet, deployment: deployment, sequence: sequence, record: record) { return done }
                 for try await event in follower.events {
-                    guard case .message(let status) = event, let heartbeat = Self.decode(status) else { continue }
+                    guard case .record(let status) = event, let heartbeat = Self.decode(status) else { continue }
                     fleet.record(heartbeat)
                     if heartbeat.deployment == deployment {
                         progress("\(heartbeat.instance): active \(heartbeat.active?.description ?? "-")"

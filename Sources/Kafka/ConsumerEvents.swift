@@ -5,7 +5,7 @@ import Synchronization
 /// What the consumer reports, in the order it happened.
 public enum ConsumerEvent: Sendable {
     /// A record of an assigned partition.
-    case message(ConsumerRecord)
+    case record(ConsumerRecord)
     /// Partitions newly assigned to this consumer (incrementally, with cooperative-sticky).
     case assigned([TopicPartition])
     /// Partitions about to be taken away. The consumer keeps them until `acknowledgement.acknowledge()` is
@@ -96,7 +96,7 @@ final class EventBuffer: @unchecked Sendable {
     }
 
     private static func size(of event: ConsumerEvent) -> Int {
-        if case .message(let record) = event { return record.payloadSize }
+        if case .record(let record) = event { return record.payloadSize }
         return 0
     }
 
@@ -137,7 +137,7 @@ final class EventBuffer: @unchecked Sendable {
         for (offsets, failure) in outcomes {
             sought.formUnion(offsets.keys)
             let kept = events[head...].filter { event in
-                if case .message(let record) = event { return !offsets.keys.contains(record.topicPartition) }
+                if case .record(let record) = event { return !offsets.keys.contains(record.topicPartition) }
                 return true
             }
             events = Array(kept)
@@ -149,7 +149,7 @@ final class EventBuffer: @unchecked Sendable {
             deliverLocked(.rewound(offsets, failure: failure))
         }
         condition.broadcast()
-        if case .message(let record) = holding { return sought.contains(record.topicPartition) }
+        if case .record(let record) = holding { return sought.contains(record.topicPartition) }
         return false
     }
 

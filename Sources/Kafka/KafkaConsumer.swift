@@ -70,7 +70,7 @@ public final class KafkaConsumer: Sendable {
             defer { rd_kafka_message_destroy(message) }
             let code = message.pointee.err
             if code == RD_KAFKA_RESP_ERR_NO_ERROR {
-                buffer.push(.message(ConsumerRecord(message: message)))
+                buffer.push(.record(ConsumerRecord(message: message)))
             } else if code == RD_KAFKA_RESP_ERR__PARTITION_EOF {
                 // Only delivered when enable.partition.eof is on.
                 if let topic = message.pointee.rkt.flatMap({ rd_kafka_topic_name($0) }) {

@@ -96,7 +96,7 @@ struct DemoCommand: AsyncParsableCommand {
         print("sent \(total) events to \(inputTopic); following \(outputTopic)…")
         let deadline = ContinuousClock.now + .seconds(timeout)
         for try await event in consumer.events {
-            guard case .message(let record) = event, let value = record.value else { continue }
+            guard case .record(let record) = event, let value = record.value else { continue }
             let key = record.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
             summary.add(value, expected: labels[key])
             if firstResult == nil { firstResult = ContinuousClock.now }

@@ -125,7 +125,7 @@ public final class TopicFollower: Sendable {
                 // cleaned away), and a transaction marker is never delivered.
                 let position: (TopicPartition, Int64)
                 switch event {
-                case .message(let record):
+                case .record(let record):
                     records.append(record)
                     position = (record.topicPartition, record.offset + 1)
                 case .endOfPartition(let partition, let offset):

@@ -187,7 +187,7 @@ struct RunCommand: AsyncParsableCommand {
 
         // With a registry, the control topic decides the model, read to its end before the first event.
         var control: (listener: ControlListener, reporter: StatusReporter)?
-        let deployment: ModelDeployment
+        let deployment: ServingModels
         if let settings = options.control {
             let statusProducer = try KafkaProducer(configuration: ProducerConfiguration(kafka: options.kafka), logger: logger)
             let reporter = StatusReporter(producer: statusProducer, topic: settings.statusTopic,
@@ -205,7 +205,7 @@ struct RunCommand: AsyncParsableCommand {
             control = (listener, reporter)
         } else if let fallback {
             logger.info("loading model", metadata: ["directory": "\(options.modelDirectory ?? "")"])
-            deployment = ModelDeployment(primary: try fallback())
+            deployment = ServingModels(primary: try fallback())
         } else {
             throw ValidationError("say which model to serve: --model DIR, or --registry with --deployment")
         }
@@ -223,7 +223,7 @@ struct RunCommand: AsyncParsableCommand {
                                     makeProducer: { () throws(KafkaError) in
                                         try KafkaProducer(configuration: producerConfiguration, logger: producerLogger)
                                     },
-                                    deployment: deployment, metrics: metrics, logger: logger, teacher: teacher)
+                                    models: deployment, metrics: metrics, logger: logger, teacher: teacher)
         // The lane goes first: the group stops services in reverse order, so it outlives the shards' drain.
         var services: [any Service] = (teacher.map { [$0] } ?? []) + [service]
         if let control {

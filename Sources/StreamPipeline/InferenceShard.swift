@@ -62,7 +62,7 @@ final class InferenceShard: Sendable {
     let outputs: AsyncStream<[ShardOutput]>
     private let continuation: AsyncStream<[ShardOutput]>.Continuation
     private let settings: ShardSettings
-    private let deployment: ModelDeployment
+    private let models: ServingModels
     private let metrics: PipelineMetrics
     private let logger: Logger
     /// Where sampled events go for the teacher's answer, if a teacher runs.
@@ -76,12 +76,12 @@ final class InferenceShard: Sendable {
     /// Outputs handed to the publisher and not yet published (for the liveness probe).
     let unpublished = Atomic<Int>(0)
 
-    init(index: Int, settings: ShardSettings, deployment: ModelDeployment, metrics: PipelineMetrics,
+    init(index: Int, settings: ShardSettings, models: ServingModels, metrics: PipelineMetrics,
          logger: Logger, teacher: TeacherLane? = nil, onDrained: @escaping @Sendable (InferenceShard) -> Void) {
         self.index = index
         self.teacher = teacher
         self.settings = settings
-        self.deployment = deployment
+        self.models = models
         self.metrics = metrics
         self.logger = logger
         self.onDrained = onDrained
@@ -120,7 +120,7 @@ final class InferenceShard: Sendable {
 
     /// One micro-batch: decode, pick the model once, predict, and lay the outputs out in input order.
     private func process(_ batch: [WorkItem], predictor: Predictor) -> [ShardOutput] {
-        let selection = deployment.current
+        let selection = models.current
         // Sessions of models swapped out are dropped; the serving ones stay prepared across batches.
         predictor.retainSessions(for: [selection.primary, selection.candidate].compactMap { $0 })
         let decoded = batch.map { settings.format.decode($0.record.value ?? []) }

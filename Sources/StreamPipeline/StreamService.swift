@@ -80,7 +80,7 @@ public final class StreamService: Service, Sendable {
     private let settings: StreamSettings
     private let consumer: KafkaConsumer
     private let producers: ProducerSlot
-    private let deployment: ModelDeployment
+    private let models: ServingModels
     public let metrics: PipelineMetrics
     private let logger: Logger
     private let shards: [InferenceShard]
@@ -108,14 +108,14 @@ public final class StreamService: Service, Sendable {
     ///     this one in the service group, so it outlives the shards' drain).
     public init(settings: StreamSettings, consumer: KafkaConsumer, producer: KafkaProducer,
                 makeProducer: (@Sendable () throws(KafkaError) -> KafkaProducer)? = nil,
-                deployment: ModelDeployment, metrics: PipelineMetrics = PipelineMetrics(), logger: Logger,
+                models: ServingModels, metrics: PipelineMetrics = PipelineMetrics(), logger: Logger,
                 teacher: TeacherLane? = nil) {
         self.settings = settings
         self.consumer = consumer
         let producers = ProducerSlot(producer, makeProducer: settings.delivery == .exactlyOnce ? nil : makeProducer,
                                      metrics: metrics, logger: logger)
         self.producers = producers
-        self.deployment = deployment
+        self.models = models
         self.metrics = metrics
         self.logger = logger
         let stopRequest = AsyncStream<Void>.makeStream()
@@ -140,7 +140,7 @@ public final class StreamService: Service, Sendable {
         let budget = ByteBudget(limit: settings.maxBufferedBytes)
         self.budget = budget
         let shards = (0..<max(1, settings.shards)).map { index in
-            InferenceShard(index: index, settings: settings.shard, deployment: deployment, metrics: metrics,
+            InferenceShard(index: index, settings: settings.shard, models: models, metrics: metrics,
                            logger: logger, teacher: teacher) { shard in
                 router.refresh(shard: index, depth: { shard.queue.depth }, capacity: shard.queue.capacity)
             }
@@ -502,10 +502,10 @@ public final class StreamService: Service, Sendable {
     /// Samples lag per partition (high watermark − position), which models serve and whether the cluster
     /// answers, for /metrics, /readyz and heartbeats. Sampling, not the data path: a failed sample is skipped.
     private func observePeriodically() async {
-        var reported: [String: ModelIdentity] = ["primary": deployment.current.primary.identity]
+        var reported: [String: ModelIdentity] = ["primary": models.current.primary.identity]
         while !Task.isCancelled {
             guard (try? await Task.sleep(for: settings.observeInterval)) != nil else { return }
-            let selection = deployment.current
+            let selection = models.current
             let serving = ["primary": selection.primary.identity, "candidate": selection.candidate?.identity]
             for role in ["primary", "candidate"] where reported[role] != serving[role] {
                 if let old = reported[role] { metrics.model(old, role: role, active: false) }

@@ -111,7 +111,7 @@ final class GroupMember: Sendable {
         let task = Task { [consumer, ledger, name] in
             for try await event in consumer.events {
                 switch event {
-                case .message(let record):
+                case .record(let record):
                     try await consumer.commit([record.topicPartition: record.offset + 1])
                     ledger.update {
                         $0.processed.append(.init(member: name, partition: record.topicPartition, offset: record.offset))

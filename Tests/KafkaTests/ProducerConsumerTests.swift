@@ -46,7 +46,7 @@ struct ProducerConsumerTests {
             var count = 0
             var nextOffsets: [TopicPartition: Int64] = [:]
             for try await event in consumer.events {
-                guard case .message(let record) = event else { continue }
+                guard case .record(let record) = event else { continue }
                 let sequence = Int(record.valueText) ?? -1
                 #expect(record.keyText == "key-\(sequence % 97)")
                 #expect(record.header("seq") == KafkaHeader(name: "seq", value: "\(sequence)"))
@@ -97,7 +97,7 @@ struct ProducerConsumerTests {
         let beforeResume = try await withDeadline(.seconds(30), "the marker") {
             var values: [String] = []
             for try await event in consumer.events {
-                guard case .message(let record) = event else { continue }
+                guard case .record(let record) = event else { continue }
                 values.append(record.valueText)
                 if record.valueText == "marker" { break }
             }
@@ -109,7 +109,7 @@ struct ProducerConsumerTests {
         let afterResume = try await withDeadline(.seconds(30), "the paused partition's records") {
             var values: [String] = []
             for try await event in consumer.events {
-                guard case .message(let record) = event else { continue }
+                guard case .record(let record) = event else { continue }
                 #expect(record.partition == 0)
                 values.append(record.valueText)
                 if values.count == 10 { break }
@@ -145,7 +145,7 @@ struct ProducerConsumerTests {
             var ended: Set<TopicPartition> = []
             for try await event in consumer.events {
                 switch event {
-                case .message(let record): seen.append(record.valueText)
+                case .record(let record): seen.append(record.valueText)
                 case .endOfPartition(let partition, let offset):
                     ended.insert(partition)
                     seen.append("end of \(partition.partition) at \(offset)")

@@ -134,7 +134,7 @@ extension ConsumerEvents {
         var values: [String] = []
         guard count > 0 else { return values }
         for try await event in self {
-            guard case .message(let record) = event else { continue }
+            guard case .record(let record) = event else { continue }
             values.append(record.valueText)
             if values.count == count { break }
         }

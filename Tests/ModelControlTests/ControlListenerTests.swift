@@ -106,7 +106,7 @@ struct ControlListenerTests {
                                _ condition: @escaping @Sendable (InstanceHeartbeat) -> Bool) async throws -> InstanceHeartbeat {
         try await withDeadline(.seconds(60), "a heartbeat") {
             for try await event in reader.events {
-                guard case .message(let record) = event, let value = record.value,
+                guard case .record(let record) = event, let value = record.value,
                       let heartbeat = try? JSONDecoder.control.decode(InstanceHeartbeat.self, from: Data(value)) else { continue }
                 if condition(heartbeat) { return heartbeat }
             }

@@ -145,7 +145,7 @@ struct ControlPlane: Sendable {
             let found = try await withDeadline(timeout, "a heartbeat of \(instance): \(what)") {
                 try await follower.consumer.assign([TopicPartition(topic: statusTopic, partition: 0): .beginning])
                 for try await event in follower.events {
-                    guard case .message(let record) = event, let value = record.value,
+                    guard case .record(let record) = event, let value = record.value,
                           let heartbeat = try? JSONDecoder.control.decode(InstanceHeartbeat.self, from: Data(value)),
                           heartbeat.instance == instance else { continue }
                     if condition(heartbeat) { return heartbeat }

@@ -42,7 +42,7 @@ final class OutputRecorder: Sendable {
             $0 = Task {
                 do {
                     for try await event in events {
-                        guard case .message(let record) = event else { continue }
+                        guard case .record(let record) = event else { continue }
                         self.update { $0.outputs.append(record) }
                     }
                 } catch is CancellationError {

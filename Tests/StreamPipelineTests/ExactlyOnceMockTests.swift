@@ -87,7 +87,7 @@ import Testing
             var logger = Logger(label: name)
             logger.logLevel = ProcessInfo.processInfo.environment["MINIRBT_TEST_SERVICE_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
             service = StreamService(settings: ExactlyOnceMockTests.settings(topics, transactionalID: transactionalID), consumer: consumer,
-                                    producer: producer, deployment: ModelDeployment(primary: model), logger: logger)
+                                    producer: producer, models: ServingModels(primary: model), logger: logger)
             self.group = ServiceGroup(configuration: .init(
                 services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                                  failureTerminationBehavior: .gracefullyShutdownGroup)],
@@ -138,7 +138,7 @@ import Testing
         func read(until condition: @Sendable ([String: Int]) -> Bool) async throws {
             if condition(counts.withLock { $0 }) { return }
             for try await event in consumer.events {
-                guard case .message(let record) = event else { continue }
+                guard case .record(let record) = event else { continue }
                 let key = record.keyText ?? "<no key>"
                 let now = counts.withLock { counts in
                     counts[key, default: 0] += 1

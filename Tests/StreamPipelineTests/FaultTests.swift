@@ -119,7 +119,7 @@ import Testing
         let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: PipelineBroker.kafka),
                                          logger: PipelineBroker.logger)
         let service = StreamService(settings: settings, consumer: consumer, producer: producer,
-                                    deployment: ModelDeployment(primary: model), logger: PipelineBroker.logger)
+                                    models: ServingModels(primary: model), logger: PipelineBroker.logger)
         await #expect {
             try await withDeadline(.seconds(60), "the start-up check") { try await service.run() }
         } throws: { error in
@@ -150,7 +150,7 @@ import Testing
         settings.maxBufferedBytes = 4 * eventBytes
         settings.shard.queueCapacity = 1000  // only the byte budget limits what is held
         let rssBefore = Self.residentMegabytes()
-        let (records, peak) = try await PipelineBroker.runService(settings: settings, deployment: ModelDeployment(primary: model),
+        let (records, peak) = try await PipelineBroker.runService(settings: settings, models: ServingModels(primary: model),
                                                                  group: PipelineBroker.uniqueName("group")) { service in
             let records = try await PipelineBroker.read([output, dlq], count: count)
             return (records, service.peakBufferedBytes)

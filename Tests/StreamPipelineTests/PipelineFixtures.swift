@@ -67,7 +67,7 @@ enum PipelineBroker {
         try await consumer.assign(assignment)
         var records: [ConsumerRecord] = []
         for try await event in consumer.events {
-            if case .message(let record) = event { records.append(record) }
+            if case .record(let record) = event { records.append(record) }
             if records.count >= count { break }
         }
         await consumer.close()
@@ -78,21 +78,21 @@ enum PipelineBroker {
     static func runService<T: Sendable>(settings: StreamSettings, model: LoadedModel, group: String,
                                         timeout: Duration = .seconds(240),
                                         _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await runService(settings: settings, deployment: ModelDeployment(primary: model), group: group,
+        try await runService(settings: settings, models: ServingModels(primary: model), group: group,
                              timeout: timeout, body)
     }
 
-    static func runService<T: Sendable>(settings: StreamSettings, deployment: ModelDeployment, group: String,
+    static func runService<T: Sendable>(settings: StreamSettings, models: ServingModels, group: String,
                                         timeout: Duration = .seconds(240),
                                         _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await runService(settings: settings, deployment: deployment, group: group, timeout: timeout) { _ in
+        try await runService(settings: settings, models: models, group: group, timeout: timeout) { _ in
             try await body()
         }
     }
 
     /// The same, giving `body` the running service (for its counters and probes); with `teacher`, the lane
     /// runs beside it as `run` places it (before the service, so it outlives the drain).
-    static func runService<T: Sendable>(settings: StreamSettings, deployment: ModelDeployment, group: String,
+    static func runService<T: Sendable>(settings: StreamSettings, models: ServingModels, group: String,
                                         timeout: Duration = .seconds(240), metrics: PipelineMetrics = PipelineMetrics(),
                                         teacher: TeacherLane? = nil,
                                         _ body: @escaping @Sendable (StreamService) async throws -> T) async throws -> T {
@@ -100,7 +100,7 @@ enum PipelineBroker {
                                          logger: logger)
         let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: logger)
         let service = StreamService(settings: settings, consumer: consumer, producer: producer,
-                                    deployment: deployment, metrics: metrics, logger: logger, teacher: teacher)
+                                    models: models, metrics: metrics, logger: logger, teacher: teacher)
         let watch: @Sendable () async throws -> T = { try await body(service) }
         let serviceGroup = ServiceGroup(services: (teacher.map { [$0] } ?? []) + [service], logger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { tasks in

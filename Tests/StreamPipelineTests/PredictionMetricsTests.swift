@@ -146,13 +146,13 @@ final class RecordingMetricsFactory: MetricsFactory, Sendable {
         let primary = try LoadedModel.load(directory: Self.modelsRoot.appendingPathComponent("v1"))
         let candidate = try LoadedModel.load(directory: Self.modelsRoot.appendingPathComponent("v2"))
         #expect(primary.identity.version != candidate.identity.version)
-        let deployment = ModelDeployment(primary: primary)
+        let deployment = ServingModels(primary: primary)
         deployment.trial(candidate, mode: .shadow)
         let factory = RecordingMetricsFactory()
         let metrics = PipelineMetrics(factory: factory)
         var settings = ShardSettings()
         settings.maxBatch = 8
-        let shard = InferenceShard(index: 0, settings: settings, deployment: deployment, metrics: metrics,
+        let shard = InferenceShard(index: 0, settings: settings, models: deployment, metrics: metrics,
                                    logger: Logger(label: "prediction-metrics-test"), onDrained: { _ in })
 
         let reviews = try PipelineFixtures.devReviews(limit: 12)

@@ -85,7 +85,7 @@ import Testing
         let primary = try LoadedModel.load(directory: Self.modelDirectory.deletingLastPathComponent()
             .appendingPathComponent("v1"))
         let candidate = try LoadedModel.load(directory: Self.modelDirectory)
-        let deployment = ModelDeployment(primary: primary)
+        let deployment = ServingModels(primary: primary)
         deployment.trial(candidate, mode: .shadow)
 
         let reviews = try PipelineFixtures.devReviews(limit: 40)
@@ -99,7 +99,7 @@ import Testing
         settings.outputTopic = output
         settings.shadowTopic = shadow
         settings.deadLetterTopic = try await PipelineBroker.createTopic("dlq", partitions: 1)
-        let records = try await PipelineBroker.runService(settings: settings, deployment: deployment,
+        let records = try await PipelineBroker.runService(settings: settings, models: deployment,
                                                          group: PipelineBroker.uniqueName("group")) {
             try await PipelineBroker.read([output, shadow], count: 2 * reviews.count)
         }

@@ -78,7 +78,7 @@ import Testing
             onDelivery(.failure(KafkaError(code: -195, name: "_TRANSPORT", message: "broker down", operation: "producing")))
         }
         let records = try await PipelineBroker.runService(
-            settings: settings, deployment: ModelDeployment(primary: model), group: PipelineBroker.uniqueName("teacher-group"),
+            settings: settings, models: ServingModels(primary: model), group: PipelineBroker.uniqueName("teacher-group"),
             metrics: metrics, teacher: lane) { _ in
             try await PipelineBroker.read([output, dlq], count: reviews.count)
         }

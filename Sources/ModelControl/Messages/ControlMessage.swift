@@ -14,10 +14,13 @@ public enum RolloutAction: String, Codable, Sendable, CaseIterable {
     case rollback
 }
 
-/// How the serving models split the events.
+/// How the serving models split the events during a rollout.
 public enum ServingMode: Sendable, Equatable {
+    /// Only the primary model answers.
     case single
+    /// A stable hash of the record key sends `percent` of keys to the candidate.
     case canary(percent: Int)
+    /// The primary answers; the candidate also runs on every event and its results go to the shadow topic.
     case shadow
 }
 

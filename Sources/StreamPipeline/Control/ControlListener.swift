@@ -64,7 +64,7 @@ public final class ControlListener: Service, Sendable {
 
     private struct State {
         var ledger: ControlLedger
-        var deployment: ModelDeployment?
+        var deployment: ServingModels?
     }
 
     public init(configuration: Configuration, reporter: StatusReporter?, logger: Logger) throws {
@@ -84,21 +84,21 @@ public final class ControlListener: Service, Sendable {
     /// - Parameter fallback: the model to serve when no message deploys a version yet, or when the desired
     ///   version fails to load at start-up (that failure is reported in the heartbeat).
     /// - Returns: the deployment the stream service must be built with.
-    public func catchUp(fallback: (@Sendable () throws -> LoadedModel)? = nil) async throws -> ModelDeployment {
+    public func catchUp(fallback: (@Sendable () throws -> LoadedModel)? = nil) async throws -> ServingModels {
         let records = try await follower.readToEnd(timeout: configuration.catchUpTimeout)
         for record in records { accept(record) }
         let latest = state.withLock { $0.ledger.latest }
 
-        var deployment: ModelDeployment
+        var deployment: ServingModels
         if let latest, let primary = latest.desired.primary {
             do {
-                deployment = ModelDeployment(primary: try await load(primary, for: latest))
+                deployment = ServingModels(primary: try await load(primary, for: latest))
             } catch {
                 guard let fallback else { throw ControlListenerError.startupLoadFailed(primary, reason: "\(error)") }
-                deployment = ModelDeployment(primary: try fallback())
+                deployment = ServingModels(primary: try fallback())
             }
         } else if let fallback {
-            deployment = ModelDeployment(primary: try fallback())
+            deployment = ServingModels(primary: try fallback())
         } else {
             throw ControlListenerError.noModel(deployment: configuration.deployment)
         }
@@ -116,7 +116,7 @@ public final class ControlListener: Service, Sendable {
         guard state.withLock({ $0.deployment != nil }) else { throw ControlListenerError.notCaughtUp }
         do {
             for try await event in follower.events.cancelOnGracefulShutdown() {
-                guard case .message(let record) = event else { continue }
+                guard case .record(let record) = event else { continue }
                 if let message = accept(record) {
                     await apply(message)
                 }
@@ -168,7 +168,7 @@ public final class ControlListener: Service, Sendable {
                 ?? current.primary
             let candidate = try await desired.candidate.asyncMap { try await model($0, from: current, for: message) }
             deployment.serve(ModelSelection(primary: primary, candidate: candidate,
-                                             mode: candidate == nil ? .single : desired.mode.rolloutMode))
+                                             mode: candidate == nil ? .single : desired.mode))
             logger.info("now serving", metadata: ["message": "\(message.summary)"])
             report(deployment.current, sequence: message.sequence)
         } catch {
@@ -206,29 +206,11 @@ public final class ControlListener: Service, Sendable {
         reporter?.update { status in
             status.active = reference(of: selection.primary)
             status.candidate = selection.candidate.flatMap { reference(of: $0) }
-            status.mode = ServingMode(selection.mode)
+            status.mode = selection.mode
             status.loading = nil
             if let sequence { status.appliedSequence = sequence }
             status.lastError = nil
             status.failedVersion = nil
-        }
-    }
-}
-
-extension ServingMode {
-    var rolloutMode: RolloutMode {
-        switch self {
-        case .single: .single
-        case .canary(let percent): .canary(percent: percent)
-        case .shadow: .shadow
-        }
-    }
-
-    init(_ mode: RolloutMode) {
-        switch mode {
-        case .single: self = .single
-        case .canary(let percent): self = .canary(percent: percent)
-        case .shadow: self = .shadow
         }
     }
 }

@@ -1,20 +1,11 @@
+import ModelControl
 import Synchronization
-
-/// How events are split between the serving model and a candidate during a rollout.
-public enum RolloutMode: Sendable, Equatable {
-    /// Only the primary model answers.
-    case single
-    /// A stable hash of the record key sends `percent` of keys to the candidate.
-    case canary(percent: Int)
-    /// The primary answers; the candidate also runs on every event and its results go to the shadow topic.
-    case shadow
-}
 
 /// The models a batch runs with, taken once per batch so a swap never splits a batch.
 public struct ModelSelection: Sendable {
     public var primary: LoadedModel
     public var candidate: LoadedModel?
-    public var mode: RolloutMode
+    public var mode: ServingMode
 
     /// The model that answers an event with this key in canary mode, else the primary.
     public func model(forKey key: [UInt8]?) -> LoadedModel {
@@ -53,7 +44,7 @@ public enum StableHash {
 /// The current model handle(s) behind one lock. Shards take a ``ModelSelection`` once per batch; a swap
 /// replaces the reference, batches already running finish on the models they took, and an old model is
 /// freed when the last batch using it ends (reference counting does the rest).
-public final class ModelDeployment: Sendable {
+public final class ServingModels: Sendable {
     private let state: Mutex<ModelSelection>
 
     public init(primary: LoadedModel) {
@@ -73,7 +64,7 @@ public final class ModelDeployment: Sendable {
     }
 
     /// Serves `candidate` beside the primary, in canary or shadow mode.
-    public func trial(_ candidate: LoadedModel, mode: RolloutMode) {
+    public func trial(_ candidate: LoadedModel, mode: ServingMode) {
         state.withLock {
             $0.candidate = candidate
             $0.mode = mode
