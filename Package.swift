@@ -77,7 +77,7 @@ let package = Package(
 
         // The command-line front end of minirbt-stream, a library so tests can drive it.
         .target(name: "StreamCLI",
-                dependencies: ["MiniRBT", "Kafka", "StreamPipeline",
+                dependencies: ["MiniRBT", "Kafka", "ModelControl", "StreamPipeline",
                                .product(name: "Prometheus", package: "swift-prometheus"),
                                .product(name: "Metrics", package: "swift-metrics"),
                                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -109,7 +109,8 @@ let package = Package(
                     dependencies: ["StreamPipeline", "KafkaTestSupport", .product(name: "Crypto", package: "swift-crypto")],
                     linkerSettings: rdkafkaRPath),
         .testTarget(name: "StreamCLITests", dependencies: ["StreamCLI", "KafkaTestSupport"], linkerSettings: rdkafkaRPath),
-        .testTarget(name: "ModelControlTests", dependencies: ["ModelControl", "StreamPipeline", "KafkaTestSupport"],
+        .testTarget(name: "ModelControlTests", dependencies: ["ModelControl", "StreamPipeline", "KafkaTestSupport",
+                                                              .product(name: "Crypto", package: "swift-crypto")],
                     linkerSettings: rdkafkaRPath),
         .testTarget(name: "AdminCLITests", dependencies: ["AdminCLI"], linkerSettings: rdkafkaRPath),
         .testTarget(name: "ServiceProcessTests",

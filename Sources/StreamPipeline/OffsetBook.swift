@@ -99,10 +99,6 @@ final class OffsetBook: Sendable {
         }
     }
 
-    func inFlight(_ partition: TopicPartition) -> Int {
-        state.withLock { $0.trackers[partition]?.inFlight ?? 0 }
-    }
-
     /// Waits until every event of `partitions` consumed so far has its output acknowledged, or `timeout`.
     /// - Returns: false on timeout.
     func waitUntilDrained(_ partitions: Set<TopicPartition>, timeout: Duration) async -> Bool {

@@ -92,11 +92,6 @@ public struct OffsetTracker: Sendable {
         committed = max(committed ?? offset, offset)
     }
 
-    /// Forgets every in-flight event: the partition was lost and another member will redo the work.
-    public mutating func drop() {
-        pending.removeAll()
-    }
-
     /// Where to read again to redo everything not committed: the last committed offset, else the first
     /// offset registered. Nil when nothing was registered since the last commit.
     public var rewindTarget: Int64? {

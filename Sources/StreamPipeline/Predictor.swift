@@ -64,8 +64,8 @@ public final class Predictor {
         self.prepared = prepared
     }
 
-    /// Predicts every event with `model`. The batch is padded to its longest text only, so callers that
-    /// want short texts to stay cheap pass length-sorted batches.
+    /// Predicts every event with `model`, in one forward pass: the texts' tokens are packed as rows of one
+    /// matrix (no padding), so a short text never pays for a long one and batches need no sorting.
     public func predict(_ events: [TextEvent], with model: LoadedModel) throws -> [Prediction] {
         guard !events.isEmpty else { return [] }
         // Never longer than the model's position table, whatever the service's --max-length.

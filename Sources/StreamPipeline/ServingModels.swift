@@ -53,11 +53,6 @@ public final class ServingModels: Sendable {
 
     public var current: ModelSelection { state.withLock { $0 } }
 
-    /// Makes `model` the only serving model.
-    public func activate(_ model: LoadedModel) {
-        state.withLock { $0 = ModelSelection(primary: model, candidate: nil, mode: .single) }
-    }
-
     /// Replaces the whole selection at once, so no batch sees a new primary without its candidate.
     public func serve(_ selection: ModelSelection) {
         state.withLock { $0 = selection }
