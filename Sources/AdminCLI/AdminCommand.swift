@@ -13,14 +13,17 @@ public struct AdminCommand: AsyncParsableCommand {
                            private key with the operators.
                              minirbt-admin keygen --out ~/.minirbt
               2. publish   Copy a checkpoint into the registry with checksums and golden self-test answers.
+                           --baseline adds a drift baseline: the model's answers on representative texts.
                              minirbt-admin publish --registry /models --name sentiment --version v2 \\
-                               --model-dir ./checkpoints/v2
+                               --model-dir ./checkpoints/v2 --baseline ./validation.jsonl
               3. deploy    Send a signed control message; --canary routes a stable share of keys to the new
                            version, --shadow runs it on every event and publishes to the shadow topic only.
                              minirbt-admin deploy sentiment v2 --canary 20 --wait \\
                                --brokers kafka:9092 --key ~/.minirbt/minirbt-control.key
-              4. status    Watch the fleet: versions, errors, events/s, lag per instance.
+              4. status    Watch the fleet: versions, errors, events/s, lag, drift per instance.
                              minirbt-admin status --brokers kafka:9092
+                 drift     PSI of label mix, confidence and length against the baseline, per instance.
+                             minirbt-admin drift sentiment --brokers kafka:9092
               5. promote   Make the canary the only serving version.
                              minirbt-admin promote sentiment --wait --brokers kafka:9092 --key ...
               6. rollback  Serve the previously active version again (or abandon a canary).
@@ -34,7 +37,7 @@ public struct AdminCommand: AsyncParsableCommand {
             accepted. librdkafka settings: repeat --kafka key=value, or KAFKA_* environment variables.
             """,
         subcommands: [KeygenCommand.self, PublishCommand.self, ListCommand.self, DeployCommand.self,
-                      PromoteCommand.self, RollbackCommand.self, StatusCommand.self, HistoryCommand.self])
+                      PromoteCommand.self, RollbackCommand.self, StatusCommand.self, DriftCommand.self, HistoryCommand.self])
 
     public init() {}
 }

@@ -212,7 +212,8 @@ struct RunCommand: AsyncParsableCommand {
                 let status = service.status
                 return ServiceObservation(assignedPartitions: status.assigned.map(\.description),
                                           processedEvents: service.metrics.snapshot.produced,
-                                          lag: status.lag, lastError: status.lastError)
+                                          lag: status.lag, lastError: status.lastError,
+                                          drift: service.metrics.drift.reports())
             }
             services += [control.listener, control.reporter]
         }

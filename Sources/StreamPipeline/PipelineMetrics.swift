@@ -17,6 +17,8 @@ public final class PipelineMetrics: Sendable {
     private let shadowFailuresCounter: Counter
     private let totals = Mutex(Totals())
     private let precisions = Mutex<(current: [Precision: Precision], seen: Set<String>)>(([:], []))
+    /// Live drift per serving version against its baseline (`minirbt_drift_psi`, heartbeats).
+    public let drift: DriftMonitor
 
     /// Running totals since start.
     public struct Totals: Sendable {
@@ -34,9 +36,11 @@ public final class PipelineMetrics: Sendable {
     ]
 
     /// - Parameter factory: the metrics backend; nil for the one `MetricsSystem.bootstrap` installed.
-    public init(factory: (any MetricsFactory)? = nil) {
+    /// - Parameter drift: the window live drift is measured over.
+    public init(factory: (any MetricsFactory)? = nil, drift: DriftSettings = DriftSettings()) {
         let factory = factory ?? MetricsSystem.factory
         self.factory = factory
+        self.drift = DriftMonitor(settings: drift, factory: factory)
         consumedCounter = Counter(label: "minirbt_events_consumed_total", factory: factory)
         producedCounter = Counter(label: "minirbt_results_produced_total", factory: factory)
         batchSize = Recorder(label: "minirbt_batch_size", aggregate: true, factory: factory)

@@ -507,6 +507,8 @@ public final class StreamService: Service, Sendable {
                 if let new = serving[role] ?? nil { metrics.model(new, role: role, active: true) }
                 reported[role] = serving[role] ?? nil
             }
+            // Also evicts the windows by age when traffic stops, so the gauges never show a stale index.
+            _ = metrics.drift.reports()
 
             do {
                 try await producer.pingCluster(timeout: .seconds(5))

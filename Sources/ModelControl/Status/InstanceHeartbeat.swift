@@ -27,12 +27,14 @@ public struct InstanceHeartbeat: Codable, Sendable, Equatable {
     /// How often this instance sends heartbeats; readers call it dead after three silent intervals.
     public var intervalMs: Int
     public var at: Date
+    /// Live drift of each serving version against its baseline (nil from instances that predate it).
+    public var drift: [VersionDrift]?
 
     public init(instance: String, deployment: String, active: ModelReference? = nil, candidate: ModelReference? = nil,
                 mode: String = "single", canaryPercent: Int? = nil, loading: ModelReference? = nil,
                 lastError: String? = nil, failedVersion: ModelReference? = nil, appliedSequence: Int64? = nil,
                 failedSequence: Int64? = nil, rejectedRecord: String? = nil, assignedPartitions: [String] = [], eventsPerSecond: Double = 0,
-                lag: Int64? = nil, intervalMs: Int, at: Date) {
+                lag: Int64? = nil, intervalMs: Int, at: Date, drift: [VersionDrift]? = nil) {
         self.instance = instance
         self.deployment = deployment
         self.active = active
@@ -50,10 +52,11 @@ public struct InstanceHeartbeat: Codable, Sendable, Equatable {
         self.lag = lag
         self.intervalMs = intervalMs
         self.at = at
+        self.drift = drift
     }
 
     enum CodingKeys: String, CodingKey {
-        case instance, deployment, active, candidate, mode, loading, lag, at
+        case instance, deployment, active, candidate, mode, loading, lag, at, drift
         case canaryPercent = "canary_percent"
         case lastError = "last_error"
         case failedVersion = "failed_version"

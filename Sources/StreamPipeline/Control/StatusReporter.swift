@@ -30,12 +30,16 @@ public struct ServiceObservation: Sendable {
     public var lag: Int64?
     /// The service's own last error, shown when the control plane has none.
     public var lastError: String?
+    /// Live drift of the versions serving (``DriftMonitor/reports(now:)``).
+    public var drift: [VersionDrift]?
 
-    public init(assignedPartitions: [String] = [], processedEvents: Int = 0, lag: Int64? = nil, lastError: String? = nil) {
+    public init(assignedPartitions: [String] = [], processedEvents: Int = 0, lag: Int64? = nil, lastError: String? = nil,
+                drift: [VersionDrift]? = nil) {
         self.assignedPartitions = assignedPartitions
         self.processedEvents = processedEvents
         self.lag = lag
         self.lastError = lastError
+        self.drift = drift
     }
 }
 
@@ -103,7 +107,7 @@ public final class StatusReporter: Service, Sendable {
             rejectedRecord: control.rejectedRecord,
             assignedPartitions: observation?.assignedPartitions ?? [], eventsPerSecond: rate,
             lag: observation?.lag, intervalMs: Int(interval / .milliseconds(1)),
-            at: now)
+            at: now, drift: observation?.drift)
     }
 
     private func eventsPerSecond(_ events: Int?) -> Double {

@@ -1,0 +1,48 @@
+import Foundation
+import MiniRBT
+
+/// Runs a model over a representative sample at publish time and summarises its answers as a
+/// ``DriftBaseline``, with the engine and tokenizer settings the service uses.
+public enum BaselineProfiler {
+    /// Texts per forward pass; the service's default batch size.
+    public static let batchSize = 32
+
+    /// The baseline of the first `limit` texts (all when nil) of the JSON Lines file at `url`
+    /// (`{"text": ...}` per line, the service's event format), encoded to `maxLength` tokens.
+    public static func profile(_ url: URL, limit: Int?, model: BertModel, tokenizer: BertTokenizer,
+                               maxLength: Int = GoldenRunner.maxLength) throws -> DriftBaseline {
+        let texts = try GoldenRunner.texts(fromJSONLines: url, limit: limit ?? .max)
+        let digest = try FileDigest.sha256(of: url)
+        let length = min(maxLength, model.config.maxPositions)
+        let unknown = tokenizer.vocabulary.unknownID
+        let session = InferenceSession(model: model)
+        var observations: [DriftBaseline.Observation] = []
+        observations.reserveCapacity(texts.count)
+        var start = 0
+        while start < texts.count {
+            let end = min(texts.count, start + batchSize)
+            let encodings = texts[start..<end].map { tokenizer.encode($0, maxLength: length) }
+            let inputs = encodings.map { ModelInput(inputIDs: $0.inputIDs, tokenTypeIDs: $0.tokenTypeIDs) }
+            let answers: [(label: String?, score: Double?)]
+            switch model.task {
+            case .sequenceClassification:
+                answers = try session.classify(inputs).map { ($0.label, Double($0.score)) }
+            case .tokenClassification, .embeddings:
+                // No label and no top score: only length and [UNK] drift apply.
+                answers = inputs.map { _ in (nil, nil) }
+            }
+            for (encoding, answer) in zip(encodings, answers) {
+                observations.append(DriftBaseline.Observation(
+                    label: answer.label, score: answer.score, tokens: encoding.inputIDs.count,
+                    unknownTokens: encoding.inputIDs.reduce(0) { $0 + ($1 == unknown ? 1 : 0) }))
+            }
+            start = end
+        }
+        do {
+            return try DriftBaseline(observations: observations, labels: model.labels, source: url.lastPathComponent,
+                                     sourceSHA256: digest.hex, maxLength: length)
+        } catch {
+            throw RegistryError.invalidBaseline(path: url.path, reason: "\(error)")
+        }
+    }
+}
