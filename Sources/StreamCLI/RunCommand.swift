@@ -137,6 +137,15 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "JSON field holding the optional second text. [env: MINIRBT_TEXT_PAIR_FIELD] (default: text_pair)")
     var textPairField: String?
 
+    @Option(help: "Predictions per serving version in the drift window (PSI against the version's baseline). [env: MINIRBT_DRIFT_WINDOW_EVENTS] (default: 1000)")
+    var driftWindowEvents: Int?
+
+    @Option(help: "Seconds a prediction stays in the drift window. [env: MINIRBT_DRIFT_WINDOW_SECONDS] (default: 600)")
+    var driftWindowSeconds: Int?
+
+    @Option(help: "Predictions the drift window needs before a PSI is reported (fewer give a noisy index). [env: MINIRBT_DRIFT_MIN_EVENTS] (default: 200)")
+    var driftMinEvents: Int?
+
     @Option(help: "Transactional id for exactly-once; unique per replica, stable across its restarts. [env: MINIRBT_TRANSACTIONAL_ID] (default: <group>-<instance id>; exactly-once refuses to start without either)")
     var transactionalId: String?
 
@@ -168,7 +177,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         let consumer = try KafkaConsumer(configuration: options.consumer, logger: logger)
         let producer = try KafkaProducer(configuration: options.producer, logger: logger)
-        let metrics = PipelineMetrics()
+        let metrics = PipelineMetrics(drift: options.drift)
         var fallback: (@Sendable () throws -> LoadedModel)?
         if let directory = options.modelDirectory {
             let (name, version) = (options.modelName, options.modelVersion)
@@ -238,6 +247,7 @@ struct RunOptions {
     var consumer: ConsumerConfiguration
     var producer: ProducerConfiguration
     var kafka: KafkaConfiguration
+    var drift = DriftSettings()
     var modelDirectory: String?
     var modelName: String?
     var control: ControlSettings?
@@ -341,6 +351,17 @@ struct RunOptions {
             throw ValidationError("\(name) must be at least \(minimum), got \(value)")
         }
         stream.stallTimeout = .seconds(stallSeconds)
+        drift.windowEvents = try env.value(command.driftWindowEvents, "MINIRBT_DRIFT_WINDOW_EVENTS") ?? drift.windowEvents
+        let driftSeconds = try env.value(command.driftWindowSeconds, "MINIRBT_DRIFT_WINDOW_SECONDS") ?? 600
+        drift.minimumEvents = try env.value(command.driftMinEvents, "MINIRBT_DRIFT_MIN_EVENTS") ?? min(drift.minimumEvents, drift.windowEvents)
+        for (name, value, minimum) in [("--drift-window-events", drift.windowEvents, 1), ("--drift-window-seconds", driftSeconds, 1),
+                                       ("--drift-min-events", drift.minimumEvents, 1)] where value < minimum {
+            throw ValidationError("\(name) must be at least \(minimum), got \(value)")
+        }
+        guard drift.minimumEvents <= drift.windowEvents else {
+            throw ValidationError("--drift-min-events (\(drift.minimumEvents)) cannot exceed --drift-window-events (\(drift.windowEvents)): no PSI would ever be reported")
+        }
+        drift.windowDuration = .seconds(driftSeconds)
         let levelName = try env.value(command.logLevel, "MINIRBT_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got '\(levelName)'")

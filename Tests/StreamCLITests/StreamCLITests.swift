@@ -23,7 +23,10 @@ import Testing
                      "--metrics-port": "MINIRBT_METRICS_PORT", "--registry": "MINIRBT_REGISTRY",
                      "--deployment": "MINIRBT_DEPLOYMENT", "--verify-key": "MINIRBT_VERIFY_KEY",
                      "--metrics-host": "MINIRBT_METRICS_HOST", "--max-buffered-bytes": "MINIRBT_MAX_BUFFERED_BYTES",
-                     "--stall-timeout-seconds": "MINIRBT_STALL_TIMEOUT_SECONDS"]
+                     "--stall-timeout-seconds": "MINIRBT_STALL_TIMEOUT_SECONDS",
+                     "--drift-window-events": "MINIRBT_DRIFT_WINDOW_EVENTS",
+                     "--drift-window-seconds": "MINIRBT_DRIFT_WINDOW_SECONDS",
+                     "--drift-min-events": "MINIRBT_DRIFT_MIN_EVENTS"]
         for (flag, variable) in flags {
             #expect(help.contains(flag), "run --help does not show \(flag)")
             #expect(help.contains(variable), "run --help does not name \(variable)")
@@ -66,6 +69,8 @@ import Testing
             (["--input-topic", "t", "--model", "m", "--kafka", "no-equals-sign"], [:], "no-equals-sign"),
             // No stable per-replica identity: the host name is not one (replicas may share it).
             (["--input-topic", "t", "--model", "m", "--delivery", "exactly-once"], [:], "--instance-id"),
+            (["--input-topic", "t", "--model", "m", "--drift-window-events", "0"], [:], "--drift-window-events must be at least 1"),
+            (["--input-topic", "t", "--model", "m", "--drift-window-events", "50", "--drift-min-events", "60"], [:], "cannot exceed"),
         ]
         for (arguments, environment, expected) in cases {
             let command = try RunCommand.parse(arguments)
