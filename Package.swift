@@ -108,7 +108,8 @@ let package = Package(
         .testTarget(name: "ModelControlTests", dependencies: ["ModelControl", "StreamPipeline", "KafkaTestSupport"],
                     linkerSettings: rdkafkaRPath),
         .testTarget(name: "AdminCLITests", dependencies: ["AdminCLI"], linkerSettings: rdkafkaRPath),
-        .testTarget(name: "ServiceProcessTests", dependencies: ["Kafka", "KafkaTestSupport", "StreamPipeline"], linkerSettings: rdkafkaRPath),
+        .testTarget(name: "ServiceProcessTests", dependencies: ["Kafka", "KafkaTestSupport", "ModelControl", "StreamPipeline"],
+                    linkerSettings: rdkafkaRPath),
     ],
     swiftLanguageModes: [.v6]
 )

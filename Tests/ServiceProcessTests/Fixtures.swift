@@ -8,6 +8,10 @@ enum E2EFixtures {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("shared")
 
+    /// The repository's root (for the chart's files).
+    static let repositoryRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
     static func modelDirectory(_ version: String) -> URL {
         sharedRoot.appendingPathComponent("models/minirbt-h256-chnsenticorp/\(version)")
     }
@@ -21,14 +25,22 @@ enum E2EFixtures {
     }
 
     /// The texts of the dev reviews, in file order.
-    static let reviewTexts: [String] = {
-        let url = sharedRoot.appendingPathComponent("data/chnsenticorp/dev.jsonl")
+    static let reviewTexts: [String] = reviews("dev.jsonl").map(\.text)
+
+    /// A ChnSentiCorp file of `../shared/data/chnsenticorp` (`dev.jsonl`, `train.jsonl`), in file order;
+    /// empty when it is missing.
+    static func reviews(_ file: String) -> [(text: String, label: String?)] {
+        let url = reviewFile(file)
         guard let contents = try? String(contentsOf: url, encoding: .utf8) else { return [] }
         return contents.split(separator: "\n").compactMap { line in
             let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-            return object?["text"] as? String
+            return (object?["text"] as? String).map { ($0, object?["label"] as? String) }
         }
-    }()
+    }
+
+    static func reviewFile(_ file: String) -> URL {
+        sharedRoot.appendingPathComponent("data/chnsenticorp").appendingPathComponent(file)
+    }
 
     /// `minirbt-stream run` arguments every test uses: small batches, no metrics port (instances share
     /// the host), unique topics and group given by the caller.
