@@ -56,6 +56,12 @@ public final class DriftMonitor: Sendable {
         }
     }
 
+    /// Forgets the windows of versions that no longer serve (replaced by a rollout), so heartbeats and
+    /// gauges describe only what answers now.
+    public func retain(versions: Set<String>) {
+        windows.withLock { windows in windows = windows.filter { versions.contains($0.key) } }
+    }
+
     /// The drift of every version with predictions in its window, by version; updates the gauges.
     public func reports(now: ContinuousClock.Instant = .now) -> [VersionDrift] {
         let snapshot = windows.withLock { windows in

@@ -508,6 +508,7 @@ public final class StreamService: Service, Sendable {
                 reported[role] = serving[role] ?? nil
             }
             // Also evicts the windows by age when traffic stops, so the gauges never show a stale index.
+            metrics.drift.retain(versions: Set([selection.primary, selection.candidate].compactMap { $0?.identity.version }))
             _ = metrics.drift.reports()
 
             do {

@@ -64,5 +64,11 @@ import Testing
         let later = monitor.reports(now: start + .seconds(61))
         #expect(later.map(\.version) == ["v2"], "v1's predictions are older than the window")
         #expect(monitor.reports(now: start + .seconds(91)).isEmpty)
+
+        // A rollout replaced v2 by v3: v2's window goes at once, not after the window's age.
+        monitor.observe(predictions(), version: "v2", baseline: try baseline(), now: start + .seconds(100))
+        monitor.observe(predictions(), version: "v3", baseline: try baseline(), now: start + .seconds(100))
+        monitor.retain(versions: ["v3"])
+        #expect(monitor.reports(now: start + .seconds(100)).map(\.version) == ["v3"])
     }
 }
