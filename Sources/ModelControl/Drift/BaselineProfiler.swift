@@ -9,19 +9,25 @@ public enum BaselineProfiler {
 
     /// The baseline of the first `limit` texts (all when nil) of the JSON Lines file at `url`
     /// (`{"text": ...}` per line, the service's event format), encoded to `maxLength` tokens.
+    /// - Parameter threads: oneDNN threads for the forward passes (default: every core; publish has the
+    ///   machine to itself).
     public static func profile(_ url: URL, limit: Int?, model: BertModel, tokenizer: BertTokenizer,
-                               maxLength: Int = GoldenRunner.maxLength) throws -> DriftBaseline {
+                               maxLength: Int = GoldenRunner.maxLength,
+                               threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> DriftBaseline {
         let texts = try GoldenRunner.texts(fromJSONLines: url, limit: limit ?? .max)
         let digest = try FileDigest.sha256(of: url)
         let length = min(maxLength, model.config.maxPositions)
         let unknown = tokenizer.vocabulary.unknownID
-        let session = InferenceSession(model: model)
+        let session = InferenceSession(model: model, threads: threads)
+        // Batches of similar lengths: a batch costs as much as its longest text, and the baseline is a set of
+        // histograms, so the order the texts are answered in does not matter.
+        let encoded = texts.map { tokenizer.encode($0, maxLength: length) }.sorted { $0.inputIDs.count < $1.inputIDs.count }
         var observations: [DriftBaseline.Observation] = []
         observations.reserveCapacity(texts.count)
         var start = 0
-        while start < texts.count {
-            let end = min(texts.count, start + batchSize)
-            let encodings = texts[start..<end].map { tokenizer.encode($0, maxLength: length) }
+        while start < encoded.count {
+            let end = min(encoded.count, start + batchSize)
+            let encodings = encoded[start..<end]
             let inputs = encodings.map { ModelInput(inputIDs: $0.inputIDs, tokenTypeIDs: $0.tokenTypeIDs) }
             let answers: [(label: String?, score: Double?)]
             switch model.task {
