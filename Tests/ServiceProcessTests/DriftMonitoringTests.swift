@@ -90,6 +90,7 @@ import Testing
             let labelPSI = try #require(negative.features.first { $0.feature == .label }?.psi)
             #expect(labelPSI > PopulationStability.significantThreshold, "negative-only: label PSI \(labelPSI)")
             let labelShift = try await plane.drift().output
+            print("[e2e] minirbt-admin drift after the negative reviews:\n\(labelShift)")
             #expect(Self.row(of: instance, feature: "label", in: labelShift)?.contains("significant") == true, "\(labelShift)")
 
             // Not Chinese reviews at all: short Latin junk, digits and emoji.
