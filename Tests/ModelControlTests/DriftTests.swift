@@ -86,6 +86,16 @@ import Testing
             let bytes = try JSONSerialization.data(withJSONObject: mutate(json))
             #expect(throws: DecodingError.self, "\(name)") { try JSONDecoder().decode(DriftBaseline.self, from: bytes) }
         }
+
+        // Counts whose sum overflows an Int decode (the totals saturate) and compare without trapping.
+        json = try #require(encoded)
+        json["label_counts"] = [Int.max, Int.max]
+        json["samples"] = Int.max
+        json["length"] = ["edges": [20, 30], "counts": [Int.max, Int.max, 5]]
+        let huge = try JSONDecoder().decode(DriftBaseline.self, from: JSONSerialization.data(withJSONObject: json))
+        let drift = VersionDrift.compare(observations(), version: "v1", baseline: huge, minimumEvents: 1)
+        #expect(drift.features.first { $0.feature == .label }?.baseline == "negative 50%, positive 50%")
+        #expect(drift.features.allSatisfy { $0.psi?.isFinite == true })
     }
 
     @Test func aWindowLikeTheBaselineHasNoDriftAndAShiftedOneHas() throws {

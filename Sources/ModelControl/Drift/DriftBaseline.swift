@@ -70,7 +70,16 @@ public struct BinnedCounts: Codable, Sendable, Equatable {
         return low
     }
 
-    public var total: Int { counts.reduce(0, +) }
+    /// The sum of the counts, saturating at `Int.max`: a manifest's counts are input and may be huge.
+    public var total: Int { Self.saturatingSum(counts) }
+
+    /// The sum of `values`, saturating at `Int.max` (values are not negative).
+    public static func saturatingSum(_ values: [Int]) -> Int {
+        values.reduce(0) { sum, value in
+            let next = sum.addingReportingOverflow(value)
+            return next.overflow ? .max : next.partialValue
+        }
+    }
 
     /// The bin edges that cut `values` into up to `bins` groups of about equal size (the baseline's
     /// quantiles), without repeats: every bin then holds a fair share of the baseline, so no bin's PSI term

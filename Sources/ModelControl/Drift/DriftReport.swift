@@ -119,10 +119,11 @@ public struct VersionDrift: Codable, Sendable, Equatable {
     }
 
     private static func mix(_ labels: [String], _ counts: [Int]) -> String {
-        let total = counts.reduce(0, +)
+        // In Double: a manifest's counts may sum past Int.max; each share stays within 0...100.
+        let total = counts.reduce(0.0) { $0 + Double($1) }
         guard total > 0 else { return "-" }
         return zip(labels, counts).map { label, count in
-            "\(label) \(Int((Double(count) * 100 / Double(total)).rounded()))%"
+            "\(label) \(Int((Double(count) * 100 / total).rounded()))%"
         }.joined(separator: ", ")
     }
 
