@@ -44,15 +44,14 @@ public final class DriftMonitor: Sendable {
     func observe(_ predictions: [Prediction], version: String, baseline: DriftBaseline?, now: ContinuousClock.Instant) {
         guard !predictions.isEmpty, settings.windowEvents > 0 else { return }
         windows.withLock { windows in
-            var window = windows[version] ?? Window()
-            window.baseline = baseline
+            // Mutated in place through the subscript: a copy out and back would copy the whole window.
+            windows[version, default: Window()].baseline = baseline
             for prediction in predictions {
-                window.entries.append((now, DriftBaseline.Observation(
+                windows[version, default: Window()].entries.append((now, DriftBaseline.Observation(
                     label: prediction.label, score: prediction.score.map(Double.init),
                     tokens: prediction.tokens, unknownTokens: prediction.unknownTokens)))
             }
-            Self.evict(&window, settings: settings, now: now)
-            windows[version] = window
+            Self.evict(&windows[version, default: Window()], settings: settings, now: now)
         }
     }
 
