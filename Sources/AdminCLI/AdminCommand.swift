@@ -13,15 +13,18 @@ public struct AdminCommand: AsyncParsableCommand {
                            private key with the operators.
                              minirbt-admin keygen --out ~/.minirbt
               2. publish   Copy a checkpoint into the registry with checksums and golden self-test answers.
+                           --baseline adds a drift baseline: the model's answers on representative texts.
                              minirbt-admin publish --registry /models --name sentiment --version v2 \\
-                               --model-dir ./checkpoints/v2
+                               --model-dir ./checkpoints/v2 --baseline ./validation.jsonl
               3. deploy    Send a signed control message; --canary routes a stable share of keys to the new
                            version, --shadow runs it on every event and publishes to the shadow topic only.
                              minirbt-admin deploy sentiment v2 --canary 20 --wait \\
                                --registry /models --brokers kafka:9092 --key ~/.minirbt/minirbt-control.key
-              4. status    Watch the fleet: versions, errors, events/s, lag per instance; in shadow mode the
-                           share of events where the candidate agreed with the primary (AGREEMENT).
+              4. status    Watch the fleet: versions, errors, events/s, lag, drift per instance; in shadow mode
+                           the share of events where the candidate agreed with the primary (AGREEMENT).
                              minirbt-admin status --brokers kafka:9092
+                 drift     PSI of label mix, confidence and length against the baseline, per instance.
+                             minirbt-admin drift sentiment --brokers kafka:9092
               5. promote   Make the canary the only serving version; --min-agreement 0.97 refuses unless the
                            shadow candidate agreed on at least 97 % of the events the live instances compared.
                              minirbt-admin promote sentiment --min-agreement 0.97 --wait --registry /models --brokers ... --key ...
@@ -37,7 +40,7 @@ public struct AdminCommand: AsyncParsableCommand {
             librdkafka settings: repeat --kafka key=value, or KAFKA_* environment variables.
             """,
         subcommands: [KeygenCommand.self, PublishCommand.self, ListCommand.self, DeployCommand.self,
-                      PromoteCommand.self, RollbackCommand.self, StatusCommand.self, HistoryCommand.self])
+                      PromoteCommand.self, RollbackCommand.self, StatusCommand.self, DriftCommand.self, HistoryCommand.self])
 
     public init() {}
 }

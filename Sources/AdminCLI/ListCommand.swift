@@ -12,11 +12,12 @@ struct ListCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (manifests, problems) = try ModelRegistry(root: URL(fileURLWithPath: registry)).list()
-        var rows = [["NAME", "VERSION", "CREATED", "LAYERS/HIDDEN/HEADS", "LABELS"]]
+        var rows = [["NAME", "VERSION", "CREATED", "LAYERS/HIDDEN/HEADS", "LABELS", "DRIFT BASELINE"]]
         for manifest in manifests {
             let config = manifest.config
             rows.append([manifest.name, manifest.version, manifest.createdAt.formatted(.iso8601),
-                         "\(config.layers)/\(config.hidden)/\(config.heads)", config.labels.joined(separator: ",")])
+                         "\(config.layers)/\(config.hidden)/\(config.heads)", config.labels.joined(separator: ","),
+                         manifest.baseline.map { "\($0.samples) texts of \($0.source)" } ?? "none (drift off)"])
         }
         print(TextTable.render(rows))
         for problem in problems { print("unreadable: \(problem)") }

@@ -5,7 +5,7 @@ import ModelControl
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show the live minirbt-stream instances: partitions, versions, errors, throughput, lag.")
+        abstract: "Show the live minirbt-stream instances: partitions, versions, errors, throughput, lag, drift.")
 
     @Option(help: "Only instances of this deployment.")
     var deployment: String?
@@ -26,14 +26,14 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     static func table(_ instances: [InstanceHeartbeat], now: Date) -> String {
-        var rows = [["INSTANCE", "DEPLOYMENT", "PARTITIONS", "ACTIVE", "CANDIDATE", "LOADING", "EVENTS/S", "LAG", "AGREEMENT", "SEEN", "LAST ERROR"]]
+        var rows = [["INSTANCE", "DEPLOYMENT", "PARTITIONS", "ACTIVE", "CANDIDATE", "LOADING", "EVENTS/S", "LAG", "AGREEMENT", "DRIFT", "SEEN", "LAST ERROR"]]
         for heartbeat in instances {
             let candidate = heartbeat.candidate.map { "\($0) (\(heartbeat.mode)\(heartbeat.canaryPercent.map { " \($0)%" } ?? ""))" }
             rows.append([heartbeat.instance, heartbeat.deployment,
                          heartbeat.assignedPartitions.isEmpty ? "-" : heartbeat.assignedPartitions.joined(separator: ","),
                          heartbeat.active?.description ?? "-", candidate ?? "-", heartbeat.loading?.description ?? "-",
                          String(format: "%.1f", heartbeat.eventsPerSecond), heartbeat.lag.map(String.init) ?? "-",
-                         agreement(heartbeat.shadow),
+                         agreement(heartbeat.shadow), DriftDescription.summary(heartbeat.drift),
                          "\(Int(now.timeIntervalSince(heartbeat.at)))s ago", heartbeat.lastError ?? "-"])
         }
         if instances.isEmpty { return TextTable.render(rows) + "\n(no live instances)" }

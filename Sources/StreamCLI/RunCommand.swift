@@ -147,6 +147,15 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .setting(.softLabelTopic), help: RunSetting.softLabelTopic.help)
     var softLabelTopic: String?
 
+    @Option(name: .setting(.driftWindowEvents), help: RunSetting.driftWindowEvents.help)
+    var driftWindowEvents: Int?
+
+    @Option(name: .setting(.driftWindowSeconds), help: RunSetting.driftWindowSeconds.help)
+    var driftWindowSeconds: Int?
+
+    @Option(name: .setting(.driftMinEvents), help: RunSetting.driftMinEvents.help)
+    var driftMinEvents: Int?
+
     @Option(name: .setting(.transactionalId), help: RunSetting.transactionalId.help)
     var transactionalId: String?
 
@@ -178,7 +187,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         let consumer = try KafkaConsumer(configuration: options.consumer, logger: logger)
         let producer = try KafkaProducer(configuration: options.producer, logger: logger)
-        let metrics = PipelineMetrics()
+        let metrics = PipelineMetrics(drift: options.drift)
         var fallback: (@Sendable () throws -> LoadedModel)?
         if let directory = options.modelDirectory {
             let (name, version) = (options.modelName, options.modelVersion)
@@ -236,7 +245,8 @@ struct RunCommand: AsyncParsableCommand {
                 }
                 return ServiceObservation(assignedPartitions: status.assigned.map(\.description),
                                           processedEvents: service.metrics.snapshot.produced,
-                                          lag: status.lag, lastError: status.lastError, shadow: shadow)
+                                          lag: status.lag, lastError: status.lastError, shadow: shadow,
+                                          drift: service.metrics.drift.reports())
             }
             services += [control.listener, control.reporter]
         }
@@ -285,6 +295,7 @@ struct RunOptions {
     var consumer: ConsumerConfiguration
     var producer: ProducerConfiguration
     var kafka: KafkaConfiguration
+    var drift = DriftSettings()
     var modelDirectory: String?
     var modelName: String?
     var control: ControlSettings?
@@ -387,6 +398,13 @@ struct RunOptions {
         stream.maxBufferedBytes = try settings.value(.maxBufferedBytes, command.maxBufferedBytes)
         stream.stallTimeout = .seconds(try settings.value(.stallTimeoutSeconds, command.stallTimeoutSeconds))
         logLevel = try settings.value(.logLevel, command.logLevel)
+        drift.windowEvents = try settings.value(.driftWindowEvents, command.driftWindowEvents)
+        drift.windowDuration = .seconds(try settings.value(.driftWindowSeconds, command.driftWindowSeconds))
+        drift.minimumEvents = try settings.value(.driftMinEvents, command.driftMinEvents,
+                                                 computed: min(drift.minimumEvents, drift.windowEvents))
+        guard drift.minimumEvents <= drift.windowEvents else {
+            throw ValidationError("--drift-min-events (\(drift.minimumEvents)) cannot exceed --drift-window-events (\(drift.windowEvents)): no PSI would ever be reported")
+        }
 
         var kafka = KafkaConfiguration(bootstrapServers: brokers.split(separator: ",").map(String.init),
                                        clientID: "minirbt-stream")

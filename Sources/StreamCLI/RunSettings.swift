@@ -14,6 +14,8 @@ struct RunSetting: Sendable {
         case service
         /// The model registry and the control plane.
         case hotSwap = "hot-swap"
+        /// Drift monitoring against each version's baseline.
+        case drift
         /// The teacher lane and its soft labels.
         case teacher
     }
@@ -176,12 +178,23 @@ extension RunSetting {
             `<group>-<instance id>` (the default is not used for it).
             """)
 
+    static let driftWindowEvents = RunSetting(
+        "drift-window-events", section: .drift, default: "\(DriftSettings().windowEvents)", minimum: 1,
+        help: "Predictions per serving version in the drift window (PSI against the version's baseline).",
+        details: "See [Drift](#live-drift-against-the-baseline) for the formula and how to size the window.")
+    static let driftWindowSeconds = RunSetting(
+        "drift-window-seconds", section: .drift, default: "\(DriftSettings().windowDuration.components.seconds)", minimum: 1,
+        help: "Seconds a prediction stays in the drift window.")
+    static let driftMinEvents = RunSetting(
+        "drift-min-events", section: .drift, computedDefault: "\(DriftSettings().minimumEvents), or the window if smaller", minimum: 1,
+        help: "Predictions the drift window needs before a PSI is reported (fewer give a noisy index); at most --drift-window-events.")
+
     static let teacher = RunSetting(
         "teacher", section: .teacher,
         help: "HF checkpoint directory of a teacher (a sequence classifier with the students' labels, in the same order) that answers a sample of the events in a low-priority lane, for minirbt_teacher_agreement_ratio and soft labels.",
         details: """
             Checked at start-up (the service refuses to start otherwise). Named in soft labels after its directory \
-            (parent / directory). See [section 5.5](#55-shadow-verdicts-the-teacher-lane-and-the-distillation-loop).
+            (parent / directory). See [section 5.6](#56-shadow-verdicts-the-teacher-lane-and-the-distillation-loop).
             """)
     static let teacherSample = RunSetting(
         "teacher-sample", section: .teacher, default: "\(TeacherLane.Settings().sampleRate)",
@@ -193,7 +206,7 @@ extension RunSetting {
     static let softLabelTopic = RunSetting(
         "soft-label-topic", section: .teacher,
         help: "Topic for one soft-label record per sampled event the teacher answered (teacher and student logits; schemas/soft-label.schema.json); needs --teacher.",
-        details: "Best effort, outside exactly-once (section 5.5).")
+        details: "Best effort, outside exactly-once (section 5.6).")
 
     /// Every setting, in the order of the docs.
     static let all: [RunSetting] = [
@@ -202,6 +215,7 @@ extension RunSetting {
         transactionalId, metricsPort, metricsHost, maxBufferedBytes, stallTimeoutSeconds, format, idField,
         textField, textPairField, logLevel,
         registry, deployment, controlTopic, statusTopic, shadowTopic, verifyKey, instanceId,
+        driftWindowEvents, driftWindowSeconds, driftMinEvents,
         teacher, teacherSample, softLabelTopic,
     ]
 

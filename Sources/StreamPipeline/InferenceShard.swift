@@ -199,6 +199,7 @@ final class InferenceShard: Sendable {
             let predictions = try predictor.predict(events, with: model)
             // Counted under the version that made them: a shadow candidate's predictions too.
             metrics.predictions(predictions, version: model.identity.version)
+            metrics.drift.observe(predictions, of: model)
             let now = ContinuousClock.now
             for ((index, event), var prediction) in zip(zip(indices, events), predictions) {
                 if !settings.includeLogits { prediction.logits = nil }

@@ -1,5 +1,6 @@
 import Foundation
 import MiniRBT
+import ModelControl
 
 /// A model ready to serve: weights, tokenizer, labels and identity. Immutable and shared by every shard;
 /// each shard keeps its own scratch buffers (see ``Predictor``).
@@ -9,12 +10,16 @@ public final class LoadedModel: Sendable {
     public let tokenizer: BertTokenizer
     /// Where the checkpoint was read from.
     public let directory: URL
+    /// The drift baseline of its manifest; nil for a plain checkpoint or a version published without one.
+    public let baseline: DriftBaseline?
 
-    public init(identity: ModelIdentity, model: BertModel, tokenizer: BertTokenizer, directory: URL) {
+    public init(identity: ModelIdentity, model: BertModel, tokenizer: BertTokenizer, directory: URL,
+                baseline: DriftBaseline? = nil) {
         self.identity = identity
         self.model = model
         self.tokenizer = tokenizer
         self.directory = directory
+        self.baseline = baseline
     }
 
     /// Loads an HF checkpoint directory (`config.json`, `vocab.txt`, weights).

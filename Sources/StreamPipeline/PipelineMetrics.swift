@@ -19,6 +19,8 @@ public final class PipelineMetrics: Sendable {
     private let precisions = Mutex<(current: [Precision: Precision], seen: Set<String>)>(([:], []))
     private let shadowTallies = Mutex<[ShadowPair: AgreementTally]>([:])
     private let teacherTallies = Mutex<[String: AgreementTally]>([:])
+    /// Live drift per serving version against its baseline (`minirbt_drift_psi`, heartbeats).
+    public let drift: DriftMonitor
 
     /// Running totals since start.
     public struct Totals: Sendable {
@@ -36,9 +38,11 @@ public final class PipelineMetrics: Sendable {
     ]
 
     /// - Parameter factory: the metrics backend; nil for the one `MetricsSystem.bootstrap` installed.
-    public init(factory: (any MetricsFactory)? = nil) {
+    /// - Parameter drift: the window live drift is measured over.
+    public init(factory: (any MetricsFactory)? = nil, drift: DriftSettings = DriftSettings()) {
         let factory = factory ?? MetricsSystem.factory
         self.factory = factory
+        self.drift = DriftMonitor(settings: drift, factory: factory)
         consumedCounter = Counter(label: "minirbt_events_consumed_total", factory: factory)
         producedCounter = Counter(label: "minirbt_results_produced_total", factory: factory)
         batchSize = Recorder(label: "minirbt_batch_size", aggregate: true, factory: factory)

@@ -512,6 +512,9 @@ public final class StreamService: Service, Sendable {
                 if let new = serving[role] ?? nil { metrics.model(new, role: role, active: true) }
                 reported[role] = serving[role] ?? nil
             }
+            // Also evicts the windows by age when traffic stops, so the gauges never show a stale index.
+            metrics.drift.retain(versions: Set([selection.primary, selection.candidate].compactMap { $0?.identity.version }))
+            _ = metrics.drift.reports()
 
             do {
                 try await producers.current.pingCluster(timeout: .seconds(5))

@@ -20,6 +20,50 @@ struct AdminCLITests {
         #expect(positions.count == order.count && positions == positions.sorted())
     }
 
+    @Test("--help of publish and drift teaches the baseline and the verdicts")
+    func driftHelp() throws {
+        #expect(AdminCommand.helpMessage().contains("minirbt-admin drift sentiment"))
+        #expect(AdminCommand.helpMessage().contains("--baseline"))
+        let publish = AdminCommand.helpMessage(for: PublishCommand.self, columns: 200)
+        #expect(publish.contains("--baseline <file>") && publish.contains("--baseline-limit <n>"))
+        let drift = AdminCommand.helpMessage(for: DriftCommand.self, columns: 200)
+        #expect(drift.contains("--json") && drift.contains("0.1") && drift.contains("0.25") && drift.contains("drift off"))
+        #expect(throws: (any Error).self) { try PublishCommand.parse(["--registry", "r", "--name", "n", "--version", "v", "--model-dir", "d", "--baseline-limit", "5"]) }
+        #expect(throws: (any Error).self) { try PublishCommand.parse(["--registry", "r", "--name", "n", "--version", "v", "--model-dir", "d", "--baseline", "b", "--baseline-limit", "0"]) }
+    }
+
+    @Test("drift renders feature, baseline, window, PSI and verdict per instance and version; status the worst")
+    func driftTable() throws {
+        let now = Date()
+        let features = [
+            FeatureDrift(feature: .label, psi: 0.42, baseline: "negative 35%, positive 65%", window: "negative 80%, positive 20%"),
+            FeatureDrift(feature: .confidence, psi: 0.12, baseline: "mean 0.970", window: "mean 0.930"),
+            FeatureDrift(feature: .length, psi: 0.01, baseline: "mean 100.0", window: "mean 99.0"),
+        ]
+        let drift = [VersionDrift(version: "v2", windowEvents: 1000, baselineSamples: 2000, features: features,
+                                  baselineUnknownTokenRate: 0.001, windowUnknownTokenRate: 0.002),
+                     VersionDrift(version: "v3", windowEvents: 50, baselineSamples: nil, features: [])]
+        let heartbeat = InstanceHeartbeat(instance: "pod-1", deployment: "sentiment",
+                                          active: try ModelReference(name: "sentiment", version: "v2"),
+                                          intervalMs: 5000, at: now, drift: drift)
+        let table = DriftCommand.table([heartbeat])
+        let rows = table.split(separator: "\n").map(String.init)
+        #expect(rows.first?.contains("FEATURE") == true && rows.first?.contains("VERDICT") == true)
+        #expect(rows.contains { $0.contains("label") && $0.contains("0.420") && $0.contains("significant") }, "\(table)")
+        #expect(rows.contains { $0.contains("confidence") && $0.contains("0.120") && $0.contains("moderate") }, "\(table)")
+        #expect(rows.contains { $0.contains("length") && $0.contains("0.010") && $0.contains("stable") }, "\(table)")
+        #expect(rows.contains { $0.contains("v3") && $0.contains("drift off") }, "\(table)")
+        let json = try DriftCommand.json([heartbeat])
+        #expect(json.contains("\"verdict\" : \"significant\"") && json.contains("\"instance\" : \"pod-1\""), "\(json)")
+        let status = StatusCommand.table([heartbeat], now: now)
+        #expect(status.contains("v2 label 0.420 significant") && status.contains("v3 off"), "\(status)")
+        // A heartbeat from an instance that predates drift decodes, and says so.
+        let old = try JSONDecoder.control.decode(InstanceHeartbeat.self, from: Data("""
+            {"instance":"pod-0","deployment":"sentiment","mode":"single","assigned_partitions":[],"events_per_second":0,"interval_ms":5000,"at":"2026-01-01T00:00:00Z"}
+            """.utf8))
+        #expect(old.drift == nil && DriftCommand.table([old]).contains("not reported"))
+    }
+
     @Test("deploy refuses --canary with --shadow, and shares outside 1...100")
     func deployValidation() {
         #expect(throws: (any Error).self) {

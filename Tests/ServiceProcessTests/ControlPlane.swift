@@ -65,6 +65,11 @@ struct ControlPlane: Sendable {
         try await AdminProcess.succeed(["status", "--deployment", deployment] + clusterOptions)
     }
 
+    /// `minirbt-admin drift` of this deployment (`--json` with `json`).
+    func drift(json: Bool = false) async throws -> AdminRun {
+        try await AdminProcess.succeed(["drift", deployment] + (json ? ["--json"] : []) + clusterOptions)
+    }
+
     /// The ACTIVE column of `instance`'s row in a `status` table, if the row is there.
     static func activeVersion(of instance: String, in table: String) -> String? {
         let rows = table.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }

@@ -36,10 +36,11 @@ final class E2EScope: Sendable {
         return feed
     }
 
-    /// Starts reading the service's outputs from the beginning.
-    func recorder(results: String, deadLetters: String,
+    /// Starts reading the service's outputs (and `otherTopics`, see ``OutputRecorder``) from the beginning.
+    func recorder(results: String, deadLetters: String, otherTopics: [String] = [],
                   isolation: ConsumerConfiguration.IsolationLevel = .readCommitted) async throws -> OutputRecorder {
-        let recorder = try await OutputRecorder(resultTopic: results, deadLetterTopic: deadLetters, isolation: isolation)
+        let recorder = try await OutputRecorder(resultTopic: results, deadLetterTopic: deadLetters,
+                                                otherTopics: otherTopics, isolation: isolation)
         recorders.withLock { $0.append(recorder) }
         return recorder
     }

@@ -36,14 +36,15 @@ final class EventFeed: Sendable {
     var sent: [SentEvent] { sentEvents.withLock { $0 } }
     var count: Int { sentEvents.withLock { $0.count } }
 
-    /// Sends one event, keyed `key` (default: its id), and waits for the broker's acknowledgement.
+    /// Sends one event, keyed `key` (default: its id), and waits for the broker's acknowledgement. Its
+    /// text is `text`, else the next dev review in file order.
     @discardableResult
-    func send(key: String? = nil, id: String? = nil) async throws -> SentEvent {
+    func send(key: String? = nil, id: String? = nil, text: String? = nil) async throws -> SentEvent {
         let sequence = count
         let eventID = id ?? "event-\(sequence)"
         let malformed = malformedEvery.map { sequence % $0 == $0 - 1 } ?? false
         let texts = E2EFixtures.reviewTexts
-        let text = texts.isEmpty ? "这家酒店很好" : texts[sequence % texts.count]
+        let text = text ?? (texts.isEmpty ? "这家酒店很好" : texts[sequence % texts.count])
         let value: [UInt8] = malformed
             ? Array("{\"id\": \"\(eventID)\", \"text\": ".utf8)
             : Array(try JSONSerialization.data(withJSONObject: ["id": eventID, "text": text]))

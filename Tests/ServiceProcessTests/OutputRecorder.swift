@@ -19,12 +19,13 @@ final class OutputRecorder: Sendable {
         var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
     }
 
-    /// Starts reading every partition of both topics from the beginning.
-    init(resultTopic: String, deadLetterTopic: String,
+    /// Starts reading every partition of both topics, and of `otherTopics` (their records are kept as
+    /// ``Outputs/undecodable``, e.g. heartbeats of the status topic), from the beginning.
+    init(resultTopic: String, deadLetterTopic: String, otherTopics: [String] = [],
          isolation: ConsumerConfiguration.IsolationLevel = .readCommitted,
          kafka: KafkaConfiguration = TestBroker.kafka(client: "e2e-recorder")) async throws {
         state = Mutex(State(outputs: Outputs(resultTopic: resultTopic)))
-        let topics = [resultTopic, deadLetterTopic]
+        let topics = [resultTopic, deadLetterTopic] + otherTopics
         var configuration = ConsumerConfiguration(kafka: kafka)
         configuration.isolationLevel = isolation
         consumer = try KafkaConsumer(configuration: configuration, logger: TestBroker.logger)

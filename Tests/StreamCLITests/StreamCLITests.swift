@@ -95,6 +95,8 @@ import Testing
             (["--input-topic", "t", "--model", "m", "--teacher", "big", "--teacher-sample", "0"], [:], "(0, 1]"),
             (["--input-topic", "t", "--model", "m", "--teacher", "big"], ["MINIRBT_TEACHER_SAMPLE": "2%"], "MINIRBT_TEACHER_SAMPLE"),
             (["--input-topic", "t", "--model", "m", "--soft-label-topic", "soft"], [:], "need --teacher"),
+            (["--input-topic", "t", "--model", "m", "--drift-window-events", "0"], [:], "--drift-window-events must be at least 1"),
+            (["--input-topic", "t", "--model", "m", "--drift-window-events", "50", "--drift-min-events", "60"], [:], "cannot exceed"),
         ]
         for (arguments, environment, expected) in cases {
             let command = try RunCommand.parse(arguments)

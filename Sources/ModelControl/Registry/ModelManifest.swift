@@ -18,9 +18,12 @@ public struct ModelManifest: Codable, Sendable, Equatable {
     public var files: [FileEntry]
     public var config: ConfigSummary
     public var golden: [GoldenExample]
+    /// What the model answered on a representative sample (`publish --baseline`), the reference of live
+    /// drift; nil when published without one (drift is off for this version).
+    public var baseline: DriftBaseline?
 
     public init(reference: ModelReference, createdAt: Date, files: [FileEntry], config: ConfigSummary,
-                golden: [GoldenExample]) {
+                golden: [GoldenExample], baseline: DriftBaseline? = nil) {
         self.format = Self.currentFormat
         self.name = reference.name
         self.version = reference.version
@@ -28,6 +31,7 @@ public struct ModelManifest: Codable, Sendable, Equatable {
         self.files = files.sorted { $0.path < $1.path }
         self.config = config
         self.golden = golden
+        self.baseline = baseline
     }
 
     /// The validated name and version.
@@ -83,7 +87,7 @@ public struct ModelManifest: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case format, name, version, files, config, golden
+        case format, name, version, files, config, golden, baseline
         case createdAt = "created_at"
     }
 

@@ -10,6 +10,8 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidSource(path: String, reason: String)
     /// A golden-examples file line that is not `{"text": ...}` JSON.
     case invalidGoldenInput(path: String, line: Int, reason: String)
+    /// A `--baseline` sample that cannot give a baseline (no text in it).
+    case invalidBaseline(path: String, reason: String)
     /// A file-system operation failed.
     case io(operation: String, path: String, reason: String)
 
@@ -25,6 +27,8 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
             return "cannot publish \(path): \(reason)"
         case let .invalidGoldenInput(path, line, reason):
             return "\(path):\(line): expected a JSON object with a \"text\" string: \(reason)"
+        case let .invalidBaseline(path, reason):
+            return "cannot build a drift baseline from \(path): \(reason)"
         case let .io(operation, path, reason):
             return "\(operation) \(path) failed: \(reason)"
         }

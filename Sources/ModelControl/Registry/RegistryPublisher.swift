@@ -5,6 +5,8 @@ import MiniRBT
 public enum PublishStep: Sendable, Equatable {
     case loading(source: String)
     case selfTesting(examples: Int)
+    /// The drift baseline of `samples` texts was computed.
+    case profiled(samples: Int, seconds: Double)
     case copying(file: String, bytes: Int64)
     case verifying
     case published(path: String)
@@ -23,8 +25,11 @@ extension ModelRegistry {
     /// manifest with the golden answers, verifies the staged bundle exactly as a service would, then renames
     /// it into place. Readers never see a half-written version; an existing version is never replaced.
     /// - Parameter goldenTexts: self-test inputs; defaults to ``GoldenRunner/defaultTexts``.
+    /// - Parameter baseline: a JSON Lines sample (and how many of its lines to use, all when nil) the model
+    ///   answers to make the version's drift baseline; none: drift is off for this version.
     @discardableResult
     public func publish(_ reference: ModelReference, from source: URL, goldenTexts: [String] = GoldenRunner.defaultTexts,
+                        baseline baselineSample: (url: URL, limit: Int?)? = nil,
                         now: Date = Date(), progress: (PublishStep) -> Void = { _ in }) throws -> ModelManifest {
         let target = directory(for: reference)
         guard !contains(reference) else { throw RegistryError.versionExists(reference, path: target.path) }
@@ -52,6 +57,12 @@ extension ModelRegistry {
         try BundleVerifier.checkServable(model: model, tokenizer: tokenizer)
         progress(.selfTesting(examples: goldenTexts.count))
         let golden = try GoldenRunner.run(goldenTexts, model: model, tokenizer: tokenizer)
+        let baseline = try baselineSample.map { sample in
+            let started = ContinuousClock.now
+            let baseline = try BaselineProfiler.profile(sample.url, limit: sample.limit, model: model, tokenizer: tokenizer)
+            progress(.profiled(samples: baseline.samples, seconds: (ContinuousClock.now - started) / .seconds(1)))
+            return baseline
+        }
 
         let fileManager = FileManager.default
         let staging = root.appendingPathComponent(Self.stagingPrefix + "\(reference.name)-\(reference.version)-\(UUID().uuidString)",
@@ -82,7 +93,8 @@ extension ModelRegistry {
             files.append(entry)
         }
         let manifest = ModelManifest(reference: reference, createdAt: now, files: files,
-                                     config: ModelManifest.ConfigSummary(model.config), golden: golden)
+                                     config: ModelManifest.ConfigSummary(model.config), golden: golden,
+                                     baseline: baseline)
         let manifestURL = staging.appendingPathComponent(ModelManifest.fileName)
         try perform("writing", manifestURL) { try manifest.encoded().write(to: manifestURL) }
 

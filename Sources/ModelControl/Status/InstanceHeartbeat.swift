@@ -35,12 +35,14 @@ public struct InstanceHeartbeat: Codable, Sendable, Equatable {
     /// In shadow mode: how often the candidate agreed with the primary on this instance since it started
     /// shadowing (absent otherwise, and from instances that predate it).
     public var shadow: ShadowComparison?
+    /// Live drift of each serving version against its baseline (nil from instances that predate it).
+    public var drift: [VersionDrift]?
 
     public init(instance: String, deployment: String, active: ModelReference? = nil, candidate: ModelReference? = nil,
                 mode: String = "single", canaryPercent: Int? = nil, loading: ModelReference? = nil,
                 lastError: String? = nil, failedVersion: ModelReference? = nil, appliedSequence: Int64? = nil,
                 failedSequence: Int64? = nil, rejectedRecord: String? = nil, assignedPartitions: [String] = [], eventsPerSecond: Double = 0,
-                lag: Int64? = nil, intervalMs: Int, at: Date, shadow: ShadowComparison? = nil) {
+                lag: Int64? = nil, intervalMs: Int, at: Date, shadow: ShadowComparison? = nil, drift: [VersionDrift]? = nil) {
         self.instance = instance
         self.deployment = deployment
         self.active = active
@@ -59,10 +61,11 @@ public struct InstanceHeartbeat: Codable, Sendable, Equatable {
         self.intervalMs = intervalMs
         self.at = at
         self.shadow = shadow
+        self.drift = drift
     }
 
     enum CodingKeys: String, CodingKey {
-        case instance, deployment, active, candidate, mode, loading, lag, at, shadow
+        case instance, deployment, active, candidate, mode, loading, lag, at, shadow, drift
         case canaryPercent = "canary_percent"
         case lastError = "last_error"
         case failedVersion = "failed_version"

@@ -16,7 +16,8 @@ public struct ModelLoader: Sendable {
         try await runOnDedicatedThread(name: "minirbt.model-loader") { [registry] in
             let bundle = try registry.verify(reference, manifestDigest: manifestDigest)
             let model = LoadedModel(identity: ModelIdentity(name: reference.name, version: reference.version),
-                                    model: bundle.model, tokenizer: bundle.tokenizer, directory: bundle.directory)
+                                    model: bundle.model, tokenizer: bundle.tokenizer, directory: bundle.directory,
+                                    baseline: bundle.manifest.baseline)
             // The first forward pass pays for page faults on the weights and oneDNN's first-use costs;
             // better here than in the first batch after the swap.
             let texts = bundle.manifest.golden.map { TextEvent(text: $0.text) }

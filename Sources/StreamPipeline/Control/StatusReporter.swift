@@ -37,13 +37,18 @@ public struct ServiceObservation: Sendable {
     /// keeps it only when they are the ones the control plane says are serving).
     public var shadow: (primary: ModelIdentity, candidate: ModelIdentity, tally: PipelineMetrics.AgreementTally)?
 
+    /// Live drift of the versions serving (``DriftMonitor/reports(now:)``).
+    public var drift: [VersionDrift]?
+
     public init(assignedPartitions: [String] = [], processedEvents: Int = 0, lag: Int64? = nil, lastError: String? = nil,
-                shadow: (primary: ModelIdentity, candidate: ModelIdentity, tally: PipelineMetrics.AgreementTally)? = nil) {
+                shadow: (primary: ModelIdentity, candidate: ModelIdentity, tally: PipelineMetrics.AgreementTally)? = nil,
+                drift: [VersionDrift]? = nil) {
         self.assignedPartitions = assignedPartitions
         self.processedEvents = processedEvents
         self.lag = lag
         self.lastError = lastError
         self.shadow = shadow
+        self.drift = drift
     }
 }
 
@@ -111,7 +116,7 @@ public final class StatusReporter: Service, Sendable {
             rejectedRecord: control.rejectedRecord,
             assignedPartitions: observation?.assignedPartitions ?? [], eventsPerSecond: rate,
             lag: observation?.lag, intervalMs: Int(interval / .milliseconds(1)),
-            at: now, shadow: Self.shadowComparison(control, observation?.shadow))
+            at: now, shadow: Self.shadowComparison(control, observation?.shadow), drift: observation?.drift)
         heartbeat.rejectedRecords = control.rejectedRecords
         heartbeat.rejectedCount = control.rejectedCount
         return heartbeat
