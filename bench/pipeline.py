@@ -86,7 +86,7 @@ def create_topics(brokers, names, partitions=4, config=None):
 
 def topic_name(kind, name):
     """A fresh topic name for a contender (row names hold characters Kafka refuses in topic names)."""
-    return f"bench-{re.sub(r'[^A-Za-z0-9._-]+', '-', name)}-{kind}-{uuid.uuid4().hex[:6]}"
+    return f"bench-{re.sub(r'[^A-Za-z0-9._-]+', '-', name).strip('-')}-{kind}-{uuid.uuid4().hex[:6]}"
 
 
 def produce(brokers, topic, values, rate=None, prefix="event"):
