@@ -3,9 +3,14 @@
 
 Contenders, each on fresh topics of the same broker with the same events (the shared dev reviews repeated):
   infer        offline `minirbt-stream infer` over the same events (no Kafka): the engine's ceiling
-  run          `minirbt-stream run` (consumer group, sharded, at-least-once commits)
+  run          `minirbt-stream run --model v1` (consumer group, sharded, at-least-once commits)
   run+teacher  the same with `--teacher DIR --teacher-sample F` (only when --teacher is given): the teacher
                lane's cost is the ratio of the two rows
+  run-eos      `run` with `--delivery exactly-once` (Kafka transactions; outputs read read_committed)
+  run-canary   `run` following a registry deployment in a 50 % canary: v1 primary, v2 on half of the keys
+  run-shadow   `run` following the same deployment with v2 in shadow: every event runs both models, v2's
+               results go to a shadow topic
+  (the run-* rows are not in the default --only: e.g. --only run,run-eos,run-canary,run-shadow)
   python-ort   a Python consumer: confluent-kafka + ONNX Runtime (the same checkpoint exported to ONNX),
                same batch size, tokenised with HF tokenizers
   passthrough  confluent-kafka consume → produce with no model: the broker-only ceiling
@@ -21,8 +26,10 @@ Needs the peers venv (torch for the ONNX export, onnxruntime, confluent-kafka, t
   /root/.cache/minirbt-peers/bin/python bench/pipeline.py --events 3000
 """
 import argparse
+import collections
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -33,7 +40,10 @@ import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
-MODEL = os.path.join(SHARED, "models/minirbt-h256-chnsenticorp/v2")
+MODELS = os.path.join(SHARED, "models/minirbt-h256-chnsenticorp")
+# What every single-model row serves: the same version as the canary and shadow rows' primary, so that
+# their ratios to `run` measure the rollout mode, not a different checkpoint.
+MODEL = os.path.join(MODELS, "v1")
 DEV = os.path.join(SHARED, "data/chnsenticorp/dev.jsonl")
 
 
@@ -43,7 +53,9 @@ def sh(command, **kwargs):
 
 def build():
     env_prefix = "source scripts/env.sh && "
-    sh(env_prefix + "swift build -c release --product minirbt-stream >&2", executable="/bin/bash")
+    # One product per invocation: `swift build` keeps only the last of several --product options.
+    for product in ("minirbt-stream", "minirbt-admin"):
+        sh(env_prefix + f"swift build -c release --product {product} >&2", executable="/bin/bash")
     return sh(env_prefix + "swift build -c release --show-bin-path", executable="/bin/bash").strip()
 
 
@@ -64,11 +76,17 @@ class Broker:
         subprocess.run(["bash", "scripts/broker.sh", "stop"], cwd=ROOT, env=self.env, capture_output=True)
 
 
-def create_topics(brokers, names, partitions=4):
+def create_topics(brokers, names, partitions=4, config=None):
     from confluent_kafka.admin import AdminClient, NewTopic
     admin = AdminClient({"bootstrap.servers": brokers})
-    for future in admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]).values():
+    topics = [NewTopic(n, num_partitions=partitions, replication_factor=1, config=config or {}) for n in names]
+    for future in admin.create_topics(topics).values():
         future.result()
+
+
+def topic_name(kind, name):
+    """A fresh topic name for a contender (row names hold characters Kafka refuses in topic names)."""
+    return f"bench-{re.sub(r'[^A-Za-z0-9._-]+', '-', name).strip('-')}-{kind}-{uuid.uuid4().hex[:6]}"
 
 
 def produce(brokers, topic, values, rate=None, prefix="event"):
@@ -92,10 +110,11 @@ def produce(brokers, topic, values, rate=None, prefix="event"):
 
 def collect(brokers, topic, count, timeout, prefix=b"event-"):
     """Reads `count` records whose key starts with `prefix` from the start of `topic`:
-    (arrival time, output timestamp, source timestamp)."""
+    (arrival time, output timestamp, source timestamp, model version)."""
     from confluent_kafka import Consumer, TopicPartition
+    # read_committed: an exactly-once contender's results count once their transaction commits.
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"bench-reader-{uuid.uuid4()}",
-                         "enable.auto.commit": False})
+                         "enable.auto.commit": False, "isolation.level": "read_committed"})
     consumer.assign([TopicPartition(topic, p, 0) for p in range(4)])
     seen = []
     deadline = time.monotonic() + timeout
@@ -104,12 +123,14 @@ def collect(brokers, topic, count, timeout, prefix=b"event-"):
             if message.error() or not (message.key() or b"").startswith(prefix):
                 continue
             output_ts = message.timestamp()[1]
-            source_ts = None
+            source_ts = version = None
             try:
-                source_ts = json.loads(message.value())["source"]["timestamp"]
+                result = json.loads(message.value())
+                source_ts = result["source"]["timestamp"]
+                version = (result.get("model") or {}).get("version")
             except Exception:
                 pass
-            seen.append((time.monotonic(), output_ts, source_ts))
+            seen.append((time.monotonic(), output_ts, source_ts, version))
     consumer.close()
     return seen
 
@@ -118,10 +139,11 @@ def summarise(records, count):
     if len(records) < 2:
         return {"events": len(records), "events_per_s": 0.0}
     # The outputs' own timestamps (set when each result was produced), not when this reader saw them.
-    stamps = sorted(out for _, out, _ in records if out is not None)
+    stamps = sorted(out for _, out, _, _ in records if out is not None)
     span = (stamps[-1] - stamps[0]) / 1000
-    latencies = sorted(out - src for _, out, src in records if src is not None and out is not None)
-    result = {"events": len(records), "events_per_s": (len(records) - 1) / span if span > 0 else float("inf")}
+    latencies = sorted(out - src for _, out, src, _ in records if src is not None and out is not None)
+    result = {"events": len(records), "events_per_s": (len(records) - 1) / span if span > 0 else float("inf"),
+              "versions": dict(collections.Counter(version for *_, version in records if version))}
     if latencies:
         result["p50_ms"] = latencies[len(latencies) // 2]
         result["p99_ms"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
@@ -130,15 +152,53 @@ def summarise(records, count):
 
 # --- contenders ---------------------------------------------------------------------------------------------
 
-def run_swift_service(binary, brokers, source, sink, shards, batch, threads, precision, teacher=None, teacher_sample=None):
+def run_swift_service(binary, brokers, source, sink, args, serving):
+    """`minirbt-stream run` from `source` to `sink` with the benchmark's shards, batch, threads and precision;
+    `serving` are the options that choose the model and how it is served (`--model DIR`, `--delivery`, ...)."""
     log = open(os.path.join(tempfile.gettempdir(), f"bench-{source}.log"), "w")
-    # The teacher's soft labels are not published here: the lane's inference and queueing are what is measured.
-    extra = ["--teacher", teacher, "--teacher-sample", str(teacher_sample)] if teacher else []
     return subprocess.Popen([binary, "run", "--brokers", brokers, "--group", f"bench-{uuid.uuid4()}",
                              "--input-topic", source, "--output-topic", sink, "--dlq-topic", sink + "-dlq",
-                             "--model", MODEL, "--shards", str(shards), "--max-batch", str(batch),
-                             "--threads-per-shard", str(threads), "--precision", precision, "--metrics-port", "0"] + extra,
+                             "--shards", str(args.shards), "--max-batch", str(args.batch),
+                             "--threads-per-shard", str(args.threads), "--precision", args.precision,
+                             "--metrics-port", "0"] + serving,
                             stdout=log, stderr=subprocess.STDOUT)
+
+
+class ControlPlane:
+    """A signing key (`minirbt-admin keygen`) and a registry holding v1 and v2 of the shared model
+    (`minirbt-admin publish`), in `directory`: what the rows whose service follows a deployment share."""
+    NAME = "minirbt-chnsenticorp"
+
+    def __init__(self, admin, brokers, directory):
+        self.admin, self.brokers = admin, brokers
+        self.registry = os.path.join(directory, "registry")
+        keys = os.path.join(directory, "keys")
+        self.private_key = os.path.join(keys, "minirbt-control.key")
+        self.public_key = os.path.join(keys, "minirbt-control.pub")
+        self.run_admin("keygen", "--out", keys)
+        for version in ("v1", "v2"):
+            self.run_admin("publish", "--registry", self.registry, "--name", self.NAME, "--version", version,
+                           "--model-dir", os.path.join(MODELS, version))
+
+    def run_admin(self, *arguments):
+        done = subprocess.run([self.admin, *arguments], text=True, capture_output=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"minirbt-admin {' '.join(arguments)} exited {done.returncode}:\n{done.stdout}{done.stderr}")
+
+    def follow(self, name, mode):
+        """Deploys v1, then v2 with `mode` (`--canary 50`, `--shadow`), to a fresh deployment on fresh control
+        and status topics; returns the `run` options that serve it. Deployed before the service starts: it
+        reads the control topic to its end before consuming, so its first batch is already served this way."""
+        deployment = topic_name("deployment", name)
+        control, status = topic_name("control", name), topic_name("status", name)
+        create_topics(self.brokers, [control, status], partitions=1, config={"cleanup.policy": "compact"})
+        topics = ["--control-topic", control, "--status-topic", status]
+        rollout = ["--registry", self.registry, "--model", self.NAME, "--brokers", self.brokers,
+                   "--key", self.private_key] + topics
+        self.run_admin("deploy", deployment, "v1", *rollout)
+        self.run_admin("deploy", deployment, "v2", *mode, *rollout)
+        # No --model fallback: a service that missed the deployment fails instead of measuring plain `run`.
+        return ["--registry", self.registry, "--deployment", deployment, "--verify-key", self.public_key] + topics
 
 
 PYTHON_CONSUMER = r'''
@@ -202,7 +262,7 @@ def run_python_consumer(brokers, source, sink, onnx_path, batch, threads, with_m
 
 
 def measure(name, brokers, start, count, values, rate):
-    source, sink = f"bench-{name}-in-{uuid.uuid4().hex[:6]}", f"bench-{name}-out-{uuid.uuid4().hex[:6]}"
+    source, sink = topic_name("in", name), topic_name("out", name)
     create_topics(brokers, [source, sink, sink + "-dlq"])
     produce(brokers, source, values[:count])
     process = start(source, sink)
@@ -221,7 +281,12 @@ def measure(name, brokers, start, count, values, rate):
         except subprocess.TimeoutExpired:
             process.kill()
     return {"name": name, "events_per_s": throughput["events_per_s"], "events": throughput["events"],
-            "p50_ms": latency.get("p50_ms"), "p99_ms": latency.get("p99_ms"), "paced_rate": rate}
+            "p50_ms": latency.get("p50_ms"), "p99_ms": latency.get("p99_ms"), "paced_rate": rate,
+            "paced_events": latency["events"], "paced_sent": len(paced), "versions": throughput.get("versions", {})}
+
+
+# The `minirbt-stream run` contenders: --only key → row name.
+RUN_VARIANTS = {"run": "run", "run-eos": "run exactly-once", "run-canary": "run canary 50%", "run-shadow": "run shadow"}
 
 
 def main():
@@ -233,7 +298,9 @@ def main():
     parser.add_argument("--rate", type=float, default=40.0, help="events/s of the latency phase")
     parser.add_argument("--precision", default="int8", choices=["fp32", "bf16", "int8"],
                         help="--precision of infer and run")
-    parser.add_argument("--only", default="infer,run,python-ort,passthrough")
+    parser.add_argument("--only", default="infer,run,python-ort,passthrough",
+                        help="comma-separated contenders; also " + ", ".join(
+                            f"{key} ({name.replace('%', '%%')})" for key, name in RUN_VARIANTS.items() if key != "run"))
     parser.add_argument("--teacher", help="checkpoint directory of a teacher: adds a run+teacher row (run --teacher DIR)")
     parser.add_argument("--teacher-sample", type=float, default=0.02, help="run --teacher-sample of the run+teacher row")
     args = parser.parse_args()
@@ -241,6 +308,7 @@ def main():
 
     bin_dir = build()
     binary = os.path.join(bin_dir, "minirbt-stream")
+    admin = os.path.join(bin_dir, "minirbt-admin")
     values = events(args.events)
     rows = []
 
@@ -257,17 +325,37 @@ def main():
     broker = Broker()
     try:
         with tempfile.TemporaryDirectory() as scratch:
-            if "run" in only:
-                rows.append(measure("run", broker.address,
-                                    lambda s, o: run_swift_service(binary, broker.address, s, o, args.shards, args.batch,
-                                                                   args.threads, args.precision),
+            def measure_run(name, serving):
+                rows.append(measure(name, broker.address,
+                                    lambda s, o: run_swift_service(binary, broker.address, s, o, args, serving),
                                     args.events, values, args.rate))
-                if args.teacher:
-                    rows.append(measure("run+teacher", broker.address,
-                                        lambda s, o: run_swift_service(binary, broker.address, s, o, args.shards, args.batch,
-                                                                       args.threads, args.precision, args.teacher,
-                                                                       args.teacher_sample),
-                                        args.events, values, args.rate))
+                return rows[-1]
+
+            plane = None
+            for key, name in RUN_VARIANTS.items():
+                if key not in only:
+                    continue
+                if key in ("run-canary", "run-shadow") and plane is None:
+                    plane = ControlPlane(admin, broker.address, os.path.join(scratch, "control"))
+                if key == "run":
+                    measure_run(name, ["--model", MODEL])
+                    if args.teacher:
+                        # The teacher's soft labels are not published: the lane's inference and queueing are measured.
+                        measure_run("run+teacher", ["--model", MODEL, "--teacher", args.teacher,
+                                                    "--teacher-sample", str(args.teacher_sample)])
+                elif key == "run-eos":
+                    # With no --transactional-id, the transactional id is <group>-<instance id>: fresh per row.
+                    measure_run(name, ["--model", MODEL, "--delivery", "exactly-once",
+                                       "--instance-id", f"bench-{uuid.uuid4()}"])
+                elif key == "run-canary":
+                    measure_run(name, plane.follow(name, ["--canary", "50"]))
+                elif key == "run-shadow":
+                    shadow = topic_name("shadow", name)
+                    create_topics(broker.address, [shadow])
+                    row = measure_run(name, plane.follow(name, ["--shadow"]) + ["--shadow-topic", shadow])
+                    # Every event (throughput and latency phases) should also have a candidate result here.
+                    expected = row["events"] + row["paced_events"]
+                    row["shadow_results"] = len(collect(broker.address, shadow, expected, timeout=60, prefix=b""))
             if "python-ort" in only:
                 onnx_path = export_onnx(scratch)
                 rows.append(measure("python-ort", broker.address,
@@ -288,12 +376,22 @@ def main():
         p50 = f"{row['p50_ms']:.0f}" if row.get("p50_ms") is not None else "-"
         p99 = f"{row['p99_ms']:.0f}" if row.get("p99_ms") is not None else "-"
         print(f"{row['name']:<18} {row['events_per_s']:>10.1f} {p50:>8} {p99:>8}")
+    for row in rows:
+        if "paced_sent" in row:
+            answered = (f"{row['events']}/{args.events} events answered, {row['paced_events']}/{row['paced_sent']} "
+                        f"in the latency phase")
+            versions = ", ".join(f"{v} {n}" for v, n in sorted(row["versions"].items()))
+            shadow = f"; {row['shadow_results']} shadow results" if "shadow_results" in row else ""
+            print(f"  {row['name']}: {answered}; results by model version: {versions or '-'}{shadow}")
     by_name = {row["name"]: row for row in rows}
     if "run" in by_name and "infer (offline)" in by_name:
         print(f"run / offline infer: {by_name['run']['events_per_s'] / by_name['infer (offline)']['events_per_s']:.2f}×")
-    if "run" in by_name and "run+teacher" in by_name:
-        print(f"run+teacher / run:   {by_name['run+teacher']['events_per_s'] / by_name['run']['events_per_s']:.2f}× "
-              f"(teacher {args.teacher}, sample {args.teacher_sample:g})")
+    for name, label, note in [("run+teacher", "run+teacher / run", f" (teacher {args.teacher}, sample {args.teacher_sample:g})"),
+                              (RUN_VARIANTS["run-eos"], "eos / run", ""),
+                              (RUN_VARIANTS["run-canary"], "canary / run", " (target ≥ 0.9×)"),
+                              (RUN_VARIANTS["run-shadow"], "shadow / run", " (target ≥ 0.45×)")]:
+        if "run" in by_name and name in by_name:
+            print(f"{label + ':':<20} {by_name[name]['events_per_s'] / by_name['run']['events_per_s']:.2f}×{note}")
     if "run" in by_name and "python-ort" in by_name:
         print(f"run / python-ort:    {by_name['run']['events_per_s'] / by_name['python-ort']['events_per_s']:.2f}×")
     json.dump(rows, open(os.path.join(tempfile.gettempdir(), "minirbt-pipeline-bench.json"), "w"), indent=1)
