@@ -36,7 +36,7 @@ import Testing
             let output = try await TestBroker.createTopic("e2e-drift-out", partitions: 2)
             let dlq = try await TestBroker.createTopic("e2e-drift-dlq", partitions: 1)
             let instance = "e2e-drift-\(UUID().uuidString.prefix(6))"
-            let metricsPort = try FaultNet.freeLoopbackPort()
+            let metricsPort = try Loopback.freePort()
             let feed = try scope.feed(topic: input)
             let recorder = try await scope.recorder(results: output, deadLetters: dlq, otherTopics: [plane.statusTopic])
             let service = try scope.stream("drift", E2EFixtures.runArguments(
@@ -157,8 +157,8 @@ import Testing
 
     /// Sample names in the replica's `/metrics`.
     static func exportedMetricNames(port: UInt16) throws -> Set<String> {
-        guard let response = FaultNet.httpStatus(port: port, path: "/metrics"), response.code == 200 else {
-            throw E2EFailure("GET /metrics on port \(port) did not answer 200")
+        guard let response = Loopback.httpStatus(port: port, path: "/metrics"), response.code == 200 else {
+            throw TestFailure("GET /metrics on port \(port) did not answer 200")
         }
         return Set(response.body.split(separator: "\n").compactMap { line -> String? in
             guard !line.hasPrefix("#") else { return nil }
