@@ -51,12 +51,13 @@ def sh(command, **kwargs):
     return subprocess.run(command, shell=True, check=True, text=True, capture_output=True, cwd=ROOT, **kwargs).stdout
 
 
-def build():
+def build(scratch_path):
     env_prefix = "source scripts/env.sh && "
+    scratch = f" --scratch-path {scratch_path}" if scratch_path else ""
     # One product per invocation: `swift build` keeps only the last of several --product options.
     for product in ("minirbt-stream", "minirbt-admin"):
-        sh(env_prefix + f"swift build -c release --product {product} >&2", executable="/bin/bash")
-    return sh(env_prefix + "swift build -c release --show-bin-path", executable="/bin/bash").strip()
+        sh(env_prefix + f"swift build -c release{scratch} --product {product} >&2", executable="/bin/bash")
+    return sh(env_prefix + f"swift build -c release{scratch} --show-bin-path", executable="/bin/bash").strip()
 
 
 def events(count):
@@ -292,6 +293,7 @@ RUN_VARIANTS = {"run": "run", "run-eos": "run exactly-once", "run-canary": "run 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--scratch-path", help="swift build --scratch-path for the release build (default: .build)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="oneDNN threads per shard; ONNX Runtime gets shards × threads")
@@ -306,7 +308,7 @@ def main():
     args = parser.parse_args()
     only = set(args.only.split(","))
 
-    bin_dir = build()
+    bin_dir = build(args.scratch_path)
     binary = os.path.join(bin_dir, "minirbt-stream")
     admin = os.path.join(bin_dir, "minirbt-admin")
     values = events(args.events)
