@@ -22,8 +22,7 @@ import Glibc
             input: input, output: output, dlq: dlq, group: group,
             extra: ["--model", E2EFixtures.modelDirectory("v2").path,
                     // The eager protocol: Tansu 0.6 never completes the second phase of a cooperative-sticky
-                    // rebalance (the revoking members' rejoin), so with the default the group would stall at
-                    // the first join after the first member.
+                    // rebalance (the service's default), so the join of B would never finish.
                     "--kafka", "partition.assignment.strategy=range",
                     // The killed member never leaves the group: let the group drop it after 10 s, not 45.
                     "--kafka", "session.timeout.ms=10000"])
