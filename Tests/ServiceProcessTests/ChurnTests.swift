@@ -47,7 +47,7 @@ import Glibc
             }
 
             let a = try scope.stream("churn-a", arguments)
-            // The group's first join takes ~23 s on Tansu: the stream starts once A serves.
+            // A group's first join can take ~23 s on Tansu: the stream starts once A serves.
             try await a.waitForLog("[StreamPipeline] partitions assigned", timeout: .seconds(120))
             // Paced at what one debug replica sustains (2 shards × 8 per ~0.1-0.2 s batch), held back while
             // more than 60 events wait for their output, so a rebalance pause buries nobody.
