@@ -50,10 +50,7 @@ public final class KafkaMockCluster: @unchecked Sendable {
 
     /// Creates a topic (the mock's replication factor only sets the follower lists).
     public func createTopic(_ name: String, partitions: Int32, replicationFactor: Int32 = 1) throws(KafkaError) {
-        let result = rd_kafka_mock_topic_create(cluster, name, partitions, replicationFactor)
-        guard result == RD_KAFKA_RESP_ERR_NO_ERROR else {
-            throw KafkaError(code: result, operation: "creating mock topic \(name)")
-        }
+        try check(rd_kafka_mock_topic_create(cluster, name, partitions, replicationFactor), "creating mock topic \(name)")
     }
 
     /// The next `errors.count` requests of kind `request`, to any broker, fail with these codes in order
@@ -63,6 +60,34 @@ public final class KafkaMockCluster: @unchecked Sendable {
         codes.withUnsafeBufferPointer { buffer in
             rd_kafka_mock_push_request_errors_array(cluster, request.rawValue, buffer.count, buffer.baseAddress)
         }
+    }
+
+    /// Takes broker `id` (1-based) down: its connections close and new ones are refused, as when its host
+    /// fails. Its partitions keep their leader until ``setLeader(topic:partition:broker:)`` moves them.
+    public func setBrokerDown(_ id: Int32) throws(KafkaError) {
+        try check(rd_kafka_mock_broker_set_down(cluster, id), "taking mock broker \(id) down")
+    }
+
+    /// Brings broker `id` back up.
+    public func setBrokerUp(_ id: Int32) throws(KafkaError) {
+        try check(rd_kafka_mock_broker_set_up(cluster, id), "bringing mock broker \(id) up")
+    }
+
+    /// Makes broker `broker` the leader of `topic`'s `partition` (a leader change, as after a failover or a
+    /// preferred-leader election); clients learn it from their next metadata refresh.
+    public func setLeader(topic: String, partition: Int32, broker: Int32) throws(KafkaError) {
+        try check(rd_kafka_mock_partition_set_leader(cluster, topic, partition, broker),
+                  "moving \(topic)[\(partition)] to mock broker \(broker)")
+    }
+
+    /// Makes broker `broker` the coordinator of consumer group `group`.
+    public func setGroupCoordinator(_ group: String, broker: Int32) throws(KafkaError) {
+        try check(rd_kafka_mock_coordinator_set(cluster, "group", group, broker),
+                  "making mock broker \(broker) the coordinator of \(group)")
+    }
+
+    private func check(_ result: rd_kafka_resp_err_t, _ operation: String) throws(KafkaError) {
+        guard result == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(code: result, operation: operation) }
     }
 
     /// The raw code of a librdkafka error name (`rd_kafka_err2name`), e.g. "TOPIC_AUTHORIZATION_FAILED";

@@ -49,6 +49,9 @@ final class ProducerSlot: Sendable {
         let outcome: Outcome = state.withLock { state in
             guard state.generation == generation else { return .retry(replaced: nil) }
             guard let fault = state.producer.fatalError ?? (error.invalidatesProducer ? error : nil) else { return .stop }
+            // Built under the lock, so that one failure makes one replacement however many publishers
+            // see it: creating a producer allocates and starts librdkafka's threads, with no network round
+            // trip, so the lock is held for milliseconds (and only after a producer fault).
             do {
                 let failed = state.producer
                 state.producer = try makeProducer()

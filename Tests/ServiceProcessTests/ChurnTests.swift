@@ -41,7 +41,7 @@ import Glibc
             }
             /// Waits until `replica` logged one more assignment than `before` (a rebalance reached it).
             func awaitAssignment(_ replica: ServiceProcess, after before: Int, _ what: String) async throws {
-                try await ProcessFaultTests.waitFor(what, timeout: .seconds(120), replica) {
+                try await waitFor(what, timeout: .seconds(120), replica) {
                     Self.assignments(in: replica.log) > before
                 }
             }
@@ -94,7 +94,7 @@ import Glibc
                 return mark.map { source.offset >= $0 } ?? true ? output.eventID : nil
             })
             try await awaitAssignment(a, after: assignedA, "A taking over C's partitions after the kill")
-            try await ProcessFaultTests.waitFor("A owning all 6 partitions", timeout: .seconds(120), a) {
+            try await waitFor("A owning all 6 partitions", timeout: .seconds(120), a) {
                 ServiceLog.ownedPartitions(in: a.log).count == 6
             }
             try await awaitProgress("from A alone after the kill")

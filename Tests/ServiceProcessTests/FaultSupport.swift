@@ -30,3 +30,15 @@ final class FaultFeed: Sendable {
 
     func close() async { await producer.close() }
 }
+
+/// Polls `condition` (an observation of an external process: its HTTP port or its log) until it holds;
+/// throws after `timeout` or when `service` ends first.
+func waitFor(_ what: String, timeout: Duration, _ service: ServiceProcess?,
+             _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !(try await condition()) {
+        if let service, let exit = service.exit { throw TestFailure("\(service.name) ended (\(exit)) before \(what)\n\(service.logTail())") }
+        guard ContinuousClock.now < deadline else { throw TestFailure("no \(what) within \(timeout)\n\(service?.logTail() ?? "")") }
+        try await Task.sleep(for: .milliseconds(200))
+    }
+}

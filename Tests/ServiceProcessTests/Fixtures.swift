@@ -32,8 +32,9 @@ enum E2EFixtures {
     /// `minirbt-stream run` arguments every test uses: small batches, no metrics port (instances share
     /// the host), unique topics and group given by the caller.
     static func runArguments(input: String, output: String, dlq: String, group: String,
-                             shards: Int = 2, extra: [String] = []) -> [String] {
-        ["run", "--brokers", TestBroker.bootstrapServers, "--group", group, "--input-topic", input,
+                             shards: Int = 2, brokers: String = TestBroker.bootstrapServers,
+                             extra: [String] = []) -> [String] {
+        ["run", "--brokers", brokers, "--group", group, "--input-topic", input,
          "--output-topic", output, "--dlq-topic", dlq, "--shards", "\(shards)", "--max-batch", "8",
          "--metrics-port", "0"] + extra
     }

@@ -70,7 +70,7 @@ struct ModelVerdictTests {
 
             // /metrics counts every comparison as its batch ends; exact against infer.
             var exposition = ""
-            try await ProcessFaultTests.waitFor("\(Self.eventCount) shadow comparisons in /metrics", timeout: .seconds(60), service) {
+            try await waitFor("\(Self.eventCount) shadow comparisons in /metrics", timeout: .seconds(60), service) {
                 exposition = Loopback.httpStatus(port: metricsPort, path: "/metrics")?.body ?? ""
                 return Self.metric("minirbt_shadow_compared_total", "version=\"v2\"", in: exposition) == Double(Self.eventCount)
             }
@@ -84,7 +84,7 @@ struct ModelVerdictTests {
             // The heartbeat carries it to `status` within an interval or two.
             let cell = String(format: "%.1f%%/%d,", Double(expected.agreed) * 100 / Double(Self.eventCount), Self.eventCount)
             var table = ""
-            try await ProcessFaultTests.waitFor("status showing \(cell)", timeout: .seconds(60), service) {
+            try await waitFor("status showing \(cell)", timeout: .seconds(60), service) {
                 table = try await plane.status().output
                 return table.split(separator: "\n").contains { $0.hasPrefix(instance) && $0.contains(cell) }
             }
@@ -144,7 +144,7 @@ struct ModelVerdictTests {
             }.undecodable.map { try JSONDecoder().decode(SoftLabel.self, from: Data($0.value ?? [])) }
 
             var exposition = ""
-            try await ProcessFaultTests.waitFor("\(Self.eventCount) teacher comparisons in /metrics", timeout: .seconds(60), service) {
+            try await waitFor("\(Self.eventCount) teacher comparisons in /metrics", timeout: .seconds(60), service) {
                 exposition = Loopback.httpStatus(port: metricsPort, path: "/metrics")?.body ?? ""
                 return Self.metric("minirbt_teacher_compared_total", "version=\"v1\"", in: exposition) == Double(Self.eventCount)
             }

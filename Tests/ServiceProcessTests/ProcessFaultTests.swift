@@ -133,7 +133,7 @@ import Glibc
             let service = try scope.stream("freeze", arguments)
             try await recorder.wait(for: "the first outputs", timeout: .seconds(120),
                                     progress: { "\($0.count) outputs\n\(service.logTail())" }) { $0.count >= 12 }
-            try await Self.waitFor("/readyz 200 before the freeze", timeout: .seconds(30), service) { readyz()?.code == 200 }
+            try await waitFor("/readyz 200 before the freeze", timeout: .seconds(30), service) { readyz()?.code == 200 }
             let beforeFreeze = recorder.outputs.count
             let logBefore = service.log.count
 
@@ -142,13 +142,13 @@ import Glibc
             // The stall as the service sees it: a delivery times out (message.timeout.ms), the publisher
             // retries and /readyz turns non-200.
             var stallReason = ""
-            try await Self.waitFor("/readyz non-200 while the broker is frozen", timeout: .seconds(60), service) {
+            try await waitFor("/readyz non-200 while the broker is frozen", timeout: .seconds(60), service) {
                 guard let answer = readyz(), answer.code != 200 else { return false }
                 stallReason = "\(answer.code) \(answer.body)"
                 return true
             }
             let notReadyAfter = ContinuousClock.now - frozen
-            try await Self.waitFor("a publishing retry in the log", timeout: .seconds(60), service) {
+            try await waitFor("a publishing retry in the log", timeout: .seconds(60), service) {
                 String(service.log.dropFirst(logBefore)).contains("publishing failed transiently")
             }
             let retryLoggedAfter = ContinuousClock.now - frozen
@@ -160,7 +160,7 @@ import Glibc
             let thawed = ContinuousClock.now
             // With the idempotent producer, Tansu 0.6 answers the retried produce requests with
             // PRODUCER_FENCED, a fatal producer error: the service replaces its producer and goes on.
-            try await Self.waitFor("/readyz 200 after SIGCONT", timeout: .seconds(120), service) { readyz()?.code == 200 }
+            try await waitFor("/readyz 200 after SIGCONT", timeout: .seconds(120), service) { readyz()?.code == 200 }
             let readyAgain = ContinuousClock.now - thawed
             let sent = feed.sent
             let outputs = try await recorder.wait(
@@ -197,19 +197,4 @@ import Glibc
         await feed.close()
         await recorder.close()
     }
-
-    // MARK: helpers
-
-    /// Polls `condition` (an observation of an external process: its HTTP port or its log) until it holds;
-    /// throws after `timeout` or when the service ends first.
-    static func waitFor(_ what: String, timeout: Duration, _ service: ServiceProcess?,
-                        _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !(try await condition()) {
-            if let service, let exit = service.exit { throw TestFailure("\(service.name) ended (\(exit)) before \(what)\n\(service.logTail())") }
-            guard ContinuousClock.now < deadline else { throw TestFailure("no \(what) within \(timeout)\n\(service?.logTail() ?? "")") }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-    }
-
 }
