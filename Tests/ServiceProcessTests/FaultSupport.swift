@@ -2,6 +2,7 @@ import Foundation
 import Kafka
 import KafkaTestSupport
 import Synchronization
+import Testing
 
 /// Sends review events to a topic of a given broker and remembers them, in order.
 final class FaultFeed: Sendable {
@@ -40,5 +41,47 @@ func waitFor(_ what: String, timeout: Duration, _ service: ServiceProcess?,
         if let service, let exit = service.exit { throw TestFailure("\(service.name) ended (\(exit)) before \(what)\n\(service.logTail())") }
         guard ContinuousClock.now < deadline else { throw TestFailure("no \(what) within \(timeout)\n\(service?.logTail() ?? "")") }
         try await Task.sleep(for: .milliseconds(200))
+    }
+}
+
+extension OutputRecorder {
+    /// Awaits an output for every event of `sent`; on timeout names the events still without one.
+    func awaitEvery(_ sent: [SentEvent], timeout: Duration, _ service: ServiceProcess) async throws -> Outputs {
+        try await wait(for: "an output for each of the \(sent.count) events", timeout: timeout,
+                       progress: { "\($0.missing(sent).count) events without output: \($0.missing(sent).idList)\n\(service.logTail())" }
+        ) { $0.coversAll(sent) }
+    }
+}
+
+/// A fault scenario's count of the events it sent against the outputs it read.
+struct FaultTally {
+    let sent: [SentEvent]
+    let outputs: Outputs
+
+    var lost: [SentEvent] { outputs.missing(sent) }
+    var duplicates: [SentEvent] { outputs.duplicated(sent) }
+    var deadLetters: [Outputs.Output] { outputs.all.filter { $0.deadLetter != nil } }
+
+    /// The counts every fault test prints.
+    var summary: String {
+        "sent \(sent.count), delivered \(outputs.all.count), lost \(lost.count), duplicates \(duplicates.count), "
+            + "dead letters \(deadLetters.count)"
+    }
+
+    /// Every event was a good one: none may be missing, dead-lettered or unreadable.
+    func expectNoneLostOrDeadLettered(sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(outputs.undecodable.isEmpty, sourceLocation: sourceLocation)
+        #expect(lost.isEmpty, "\(lost.count) events lost: \(lost.idList)", sourceLocation: sourceLocation)
+        #expect(deadLetters.isEmpty, "good events dead-lettered: \(deadLetters.prefix(5).map { "\($0.eventID): \($0.deadLetter.map { "\($0.error.code) \($0.error.message)" } ?? "")" })",
+                sourceLocation: sourceLocation)
+    }
+}
+
+extension ServiceProcess {
+    /// SIGTERM, then expects the process to drain and exit 0 within `timeout`.
+    func expectCleanStop(timeout: Duration = .seconds(40), sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        terminate()
+        let exit = try await waitForExit(timeout: timeout)
+        #expect(exit == .exited(0), "\(logTail())", sourceLocation: sourceLocation)
     }
 }

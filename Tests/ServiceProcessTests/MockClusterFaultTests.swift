@@ -104,27 +104,14 @@ import Glibc
             try cluster.mock.setBrokerUp(1)
             try cluster.lead(with: 1)
             try await feed.send(count: 40)
-            let sent = feed.sent
-            let outputs = try await recorder.wait(
-                for: "an output for each of the \(sent.count) events", timeout: .seconds(240),
-                progress: { "\($0.missing(sent).count) events without output: \($0.missing(sent).idList)\n\(service.logTail())" }
-            ) { $0.coversAll(sent) }
+            let tally = FaultTally(sent: feed.sent, outputs: try await recorder.awaitEvery(feed.sent, timeout: .seconds(240), service))
             let recovered = ContinuousClock.now - failedOver
-
-            let lost = outputs.missing(sent)
-            let duplicates = outputs.duplicated(sent)
-            let deadLetters = outputs.all.filter { $0.deadLetter != nil }
-            print("[mock] leader down \(downFor) (message.timeout.ms=\(messageTimeout)), failover, leader back: sent \(sent.count), "
-                  + "delivered \(outputs.all.count), lost \(lost.count), duplicates \(duplicates.count), dead letters \(deadLetters.count); "
+            print("[mock] leader down \(downFor) (message.timeout.ms=\(messageTimeout)), failover, leader back: \(tally.summary); "
                   + "/readyz non-200 \(notReadyAfter) after the leader went down (\(stallReason)); "
                   + "ready again \(readyAfterFailover) after the failover; every output \(recovered) after it")
-
             #expect(service.exit == nil, "the service must ride out the outage without a restart\n\(service.logTail())")
-            #expect(outputs.undecodable.isEmpty)
-            #expect(lost.isEmpty, "\(lost.count) events lost: \(lost.idList)")
-            #expect(deadLetters.isEmpty, "good events dead-lettered: \(deadLetters.prefix(5).map(\.eventID))")
-            service.terminate()
-            #expect(try await service.waitForExit(timeout: .seconds(40)) == .exited(0), "\(service.logTail())")
+            tally.expectNoneLostOrDeadLettered()
+            try await service.expectCleanStop()
         }
         await feed.close()
         await recorder.close()
@@ -162,23 +149,13 @@ import Glibc
                     try #require(KafkaMockCluster.errorCode(name), "librdkafka knows no error \(name)")
                 })
             }
-            let sent = feed.sent
-            let outputs = try await recorder.wait(
-                for: "an output for each of the \(sent.count) events", timeout: .seconds(180),
-                progress: { "\($0.missing(sent).count) events without output: \($0.missing(sent).idList)\n\(service.logTail())" }
-            ) { $0.coversAll(sent) }
-
-            let lost = outputs.missing(sent)
-            let duplicates = outputs.duplicated(sent)
-            let deadLetters = outputs.all.filter { $0.deadLetter != nil }
+            let tally = FaultTally(sent: feed.sent, outputs: try await recorder.awaitEvery(feed.sent, timeout: .seconds(180), service))
             print("[mock] injected errors (\(injected.map { "\($0.0): \($0.1.joined(separator: ", "))" }.joined(separator: "; "))): "
-                  + "sent \(sent.count), delivered \(outputs.all.count), lost \(lost.count), duplicates \(duplicates.count), "
-                  + "dead letters \(deadLetters.count)")
+                  + tally.summary)
             #expect(service.exit == nil, "\(service.logTail())")
-            #expect(lost.isEmpty, "\(lost.count) events lost: \(lost.idList)")
-            #expect(deadLetters.isEmpty, "good events dead-lettered: \(deadLetters.prefix(5).map(\.eventID))")
-            service.terminate()
-            #expect(try await service.waitForExit(timeout: .seconds(40)) == .exited(0), "\(service.logTail())")
+            tally.expectNoneLostOrDeadLettered()
+            #expect(tally.duplicates.isEmpty, "\(tally.duplicates.idList)")
+            try await service.expectCleanStop()
         }
         await feed.close()
         await recorder.close()
@@ -197,9 +174,10 @@ import Glibc
         let cluster = try Cluster()
         let feed = try FaultFeed(kafka: cluster.kafka(client: "mock-feed"), topic: cluster.input)
         let recorder = try await cluster.recorder()
+        let debug = ProcessInfo.processInfo.environment["MINIRBT_TEST_KAFKA_DEBUG"].map { ["--kafka", "debug=\($0)", "--log-level", "debug"] }
         let arguments = cluster.runArguments(extra: ["--kafka", "partition.assignment.strategy=cooperative-sticky",
-                                                      // The mock holds a join phase open for up to the session timeout (44 s of 45 s seen).
-                                                      "--kafka", "session.timeout.ms=10000"] + (ProcessInfo.processInfo.environment["MINIRBT_TEST_KAFKA_DEBUG"].map { ["--kafka", "debug=\($0)", "--log-level", "debug"] } ?? []))
+                                                     // The mock holds a join phase open for up to the session timeout (44 s of 45 s seen).
+                                                     "--kafka", "session.timeout.ms=10000"] + (debug ?? []))
         try await withE2EScope { scope in
             try await feed.send(count: 40)
             let first = try scope.stream("mock-coop-a", arguments)
@@ -218,33 +196,15 @@ import Glibc
                 .map(ServiceLog.partitionNumbers(in:)) ?? []
             try await feed.send(count: 40)
 
-            first.terminate()
-            #expect(try await first.waitForExit(timeout: .seconds(60)) == .exited(0), "\(first.logTail())")
+            try await first.expectCleanStop(timeout: .seconds(60))
             try await waitFor("B owning all 4 partitions", timeout: .seconds(120), second) {
                 ServiceLog.ownedPartitions(in: second.log).count == 4
             }
             try await feed.send(count: 40)
-            let sent = feed.sent
-            let outputs = try await recorder.wait(
-                for: "an output for each of the \(sent.count) events", timeout: .seconds(180),
-                progress: { "\($0.missing(sent).count) events without output: \($0.missing(sent).idList)\n\(second.logTail())" }
-            ) { $0.coversAll(sent) }
-
-            let lost = outputs.missing(sent)
-            let duplicates = outputs.duplicated(sent)
-            let deadLetters = outputs.all.filter { $0.deadLetter != nil }
+            let tally = FaultTally(sent: feed.sent, outputs: try await recorder.awaitEvery(feed.sent, timeout: .seconds(180), second))
+            let outputs = tally.outputs
             let disorder = ChurnTests.orderViolations(outputs)
             let publishedByA = ServiceLog.stoppedCounts(in: first.log)?.published ?? 0
-            print("[mock] cooperative-sticky: B joined (A kept \(ownedByA.sorted()), B took \(ownedByB.sorted()); "
-                  + "A's first revocation: \(firstRevocation.sorted())), A left: sent \(sent.count), delivered \(outputs.all.count), "
-                  + "lost \(lost.count), duplicates \(duplicates.count), dead letters \(deadLetters.count), "
-                  + "per-partition order kept: \(disorder.isEmpty); A published \(publishedByA) before it left")
-            #expect(!ownedByB.isEmpty && ownedByA.isDisjoint(with: ownedByB), "A \(ownedByA.sorted()), B \(ownedByB.sorted())")
-            #expect((1..<4).contains(firstRevocation.count), "A's first revocation \(firstRevocation.sorted()) is not incremental")
-            #expect(publishedByA > 0 && publishedByA < outputs.all.count, "A published \(publishedByA) of \(outputs.all.count)")
-            #expect(lost.isEmpty, "\(lost.count) events lost: \(lost.idList)")
-            #expect(deadLetters.isEmpty)
-            #expect(disorder.isEmpty, "results out of input order: \(disorder.prefix(5))")
             // A left gracefully (drain, then commit before its partitions go): none of A's events is redone.
             // B may redo its own: the mock answers B's OffsetCommit with REBALANCE_IN_PROGRESS while A's leave
             // is pending (Kafka accepts a current-generation commit then), then B's SyncGroup with
@@ -254,16 +214,23 @@ import Glibc
                 replica.log.split(separator: "\n").filter { $0.contains("[Kafka] partitions lost") }
                     .flatMap(ServiceLog.partitionNumbers(in:))
             })
-            let duplicatedPartitions = Set(duplicates.flatMap { event in
+            let duplicatedPartitions = Set(tally.duplicates.flatMap { event in
                 (outputs.byEventID[event.id] ?? []).compactMap { $0.result?.source.map { Int($0.partition) } }
             })
-            print("[mock] cooperative-sticky: partitions logged as lost \(lostPartitions.sorted()); duplicates on \(duplicatedPartitions.sorted())")
-            #expect(duplicatedPartitions.isSubset(of: lostPartitions), "redone although never lost: \(duplicates.idList)")
-            #expect(duplicatedPartitions.isDisjoint(with: ownedByA), "A's graceful leave left work to redo: \(duplicates.idList)")
-            let thrice = sent.filter { (outputs.byEventID[$0.id]?.count ?? 0) > 2 }
+            print("[mock] cooperative-sticky: B joined (A kept \(ownedByA.sorted()), B took \(ownedByB.sorted()); "
+                  + "A's first revocation: \(firstRevocation.sorted())), A left: \(tally.summary), "
+                  + "per-partition order kept: \(disorder.isEmpty); A published \(publishedByA) before it left; "
+                  + "partitions logged as lost \(lostPartitions.sorted()), duplicates on \(duplicatedPartitions.sorted())")
+            #expect(!ownedByB.isEmpty && ownedByA.isDisjoint(with: ownedByB), "A \(ownedByA.sorted()), B \(ownedByB.sorted())")
+            #expect((1..<4).contains(firstRevocation.count), "A's first revocation \(firstRevocation.sorted()) is not incremental")
+            #expect(publishedByA > 0 && publishedByA < outputs.all.count, "A published \(publishedByA) of \(outputs.all.count)")
+            tally.expectNoneLostOrDeadLettered()
+            #expect(disorder.isEmpty, "results out of input order: \(disorder.prefix(5))")
+            #expect(duplicatedPartitions.isSubset(of: lostPartitions), "redone although never lost: \(tally.duplicates.idList)")
+            #expect(duplicatedPartitions.isDisjoint(with: ownedByA), "A's graceful leave left work to redo: \(tally.duplicates.idList)")
+            let thrice = tally.sent.filter { (outputs.byEventID[$0.id]?.count ?? 0) > 2 }
             #expect(thrice.isEmpty, "events output more than twice: \(thrice.idList)")
-            second.terminate()
-            #expect(try await second.waitForExit(timeout: .seconds(40)) == .exited(0), "\(second.logTail())")
+            try await second.expectCleanStop()
         }
         await feed.close()
         await recorder.close()

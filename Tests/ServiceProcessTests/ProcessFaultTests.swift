@@ -162,37 +162,24 @@ import Glibc
             // PRODUCER_FENCED, a fatal producer error: the service replaces its producer and goes on.
             try await waitFor("/readyz 200 after SIGCONT", timeout: .seconds(120), service) { readyz()?.code == 200 }
             let readyAgain = ContinuousClock.now - thawed
-            let sent = feed.sent
-            let outputs = try await recorder.wait(
-                for: "an output for each of the \(sent.count) events after the thaw", timeout: .seconds(240),
-                progress: { "\($0.missing(sent).count) events without output: \($0.missing(sent).idList)\n\(service.logTail())" }
-            ) { $0.coversAll(sent) }
+            let tally = FaultTally(sent: feed.sent, outputs: try await recorder.awaitEvery(feed.sent, timeout: .seconds(240), service))
             let allOutputs = ContinuousClock.now - thawed
-
-            let lost = outputs.missing(sent)
-            let duplicates = outputs.duplicated(sent)
-            let deadLetters = outputs.all.filter { $0.deadLetter != nil }
             let stallLog = String(service.log.dropFirst(logBefore))
             let retryLines = stallLog.components(separatedBy: "publishing failed transiently").count - 1
-            print("[fault] idempotence \(idempotence): broker SIGSTOP \(frozenFor) (message.timeout.ms=\(messageTimeout)): sent \(sent.count), "
-                  + "delivered \(outputs.all.count), lost \(lost.count), duplicates \(duplicates.count), "
-                  + "dead letters \(deadLetters.count); outputs before freeze \(beforeFreeze), at thaw \(duringStall); "
+            print("[fault] idempotence \(idempotence): broker SIGSTOP \(frozenFor) (message.timeout.ms=\(messageTimeout)): \(tally.summary); "
+                  + "outputs before freeze \(beforeFreeze), at thaw \(duringStall); "
                   + "/readyz non-200 \(notReadyAfter) after SIGSTOP (\(stallReason)), first retry logged after \(retryLoggedAfter), "
                   + "\(retryLines) retry lines; recovery after SIGCONT: /readyz 200 in \(readyAgain), all outputs in \(allOutputs); "
                   + "producer replaced: \(stallLog.contains("replaced it with a new one") ? "yes" : "no")")
 
             #expect(service.exit == nil, "the service must ride out the stall without a restart\n\(service.logTail())")
-            #expect(outputs.undecodable.isEmpty)
-            #expect(lost.isEmpty, "\(lost.count) events lost: \(lost.idList)")
-            #expect(deadLetters.isEmpty, "good events dead-lettered: \(deadLetters.prefix(5).map { "\($0.eventID): \($0.deadLetter!.error.code) \($0.deadLetter!.error.message)" })")
-            if !duplicates.isEmpty {
+            tally.expectNoneLostOrDeadLettered()
+            if !tally.duplicates.isEmpty {
                 // A produce request the broker received before it froze may have been appended although its
                 // delivery timed out on our side; the retry then writes the result again (no idempotence).
-                print("[fault] duplicates after the freeze: \(duplicates.idList)")
+                print("[fault] duplicates after the freeze: \(tally.duplicates.idList)")
             }
-
-            service.terminate()
-            #expect(try await service.waitForExit(timeout: .seconds(40)) == .exited(0), "\(service.logTail())")
+            try await service.expectCleanStop()
         }
         await feed.close()
         await recorder.close()
