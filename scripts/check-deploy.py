@@ -428,7 +428,7 @@ def check_manifests(root: Path, renders: list[Render], outcome: Outcome) -> None
         for name in sorted(used - metrics):
             fail(f"the alerts or the dashboard use {name}, which {OPERATIONS_GUIDE} section 6 does not list")
     outcome.notes.append(f"render: {checked} workloads carry their selector, service links off, probes, non-root, "
-                         f"read-only root; Services, budgets, autoscalers, NetworkPolicies, alerts and dashboards "
+                         f"read-only root, static group membership on StatefulSets only; Services, budgets, autoscalers, NetworkPolicies, alerts and dashboards "
                          f"checked; every MINIRBT_* variable set is read by the binary")
 
 
