@@ -23,17 +23,26 @@ final class NetworkNamespace: Sendable {
     private let watchdog: Process
     private let lifeline: Pipe
 
-    /// Why namespaces cannot be used here, or `nil` when a trial namespace with a veth pair could be made.
+    /// Why namespaces cannot be used here, or `nil` when a trial namespace with its veth pairs could be made.
+    /// Written to stderr once when they cannot, as the skip's trait can only give a fixed comment.
     static let unavailableReason: String? = {
-        guard geteuid() == 0 else { return "not root" }
-        guard let ip = ipTool else { return "no iproute2 `ip` in /usr/sbin, /sbin, /usr/bin or /bin" }
-        do {
-            let trial = try NetworkNamespace()
-            trial.remove()
-            return nil
-        } catch {
-            return "\(ip) netns with veth pairs failed: \(error)"
+        let reason: String?
+        if geteuid() != 0 {
+            reason = "not root (euid \(geteuid()))"
+        } else if ipTool == nil {
+            reason = "no iproute2 `ip` in /usr/sbin, /sbin, /usr/bin or /bin"
+        } else {
+            do {
+                try NetworkNamespace().remove()
+                reason = nil
+            } catch {
+                reason = "a trial namespace with veth pairs failed: \(error)"
+            }
         }
+        if let reason {
+            FileHandle.standardError.write(Data("[NetworkNamespace] network namespace tests skipped: \(reason)\n".utf8))
+        }
+        return reason
     }()
 
     static var isAvailable: Bool { unavailableReason == nil }
