@@ -10,7 +10,8 @@ PyYAML, jsonschema and kubernetes-validate).
              Prometheus-operator ServiceMonitor and PrometheusRule) against the CRD schemas vendored in
              helm/tests/crd-schemas/. Then assertions on the rendered objects that no schema expresses: the pod
              labels carry the selector, service links are off, a StatefulSet's governing Service exists and is
-             headless, budgets and autoscaler bounds are sane, no empty topic, the pods are non-root with a
+             headless, a StatefulSet's pods are static group members named after the pod and a Deployment's are
+             not, budgets and autoscaler bounds are sane, no empty topic, the pods are non-root with a
              read-only root filesystem and the right probes, the chart sets only MINIRBT_* variables the binary
              reads, the dashboard and alerts use only documented metrics.
   rollout    Pairs of renders that differ in one input the pods read at start-up (a setting, the Kafka
@@ -335,6 +336,15 @@ def check_manifests(root: Path, renders: list[Render], outcome: Outcome) -> None
         if not instance or instance[0].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
             fail("MINIRBT_INSTANCE_ID is not the pod name (downward API metadata.name)")
 
+        static = [e for e in container.get("env", []) if e.get("name") == "MINIRBT_GROUP_INSTANCE_ID"]
+        if workload["kind"] == "StatefulSet" and (
+                not static or static[0].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name"):
+            fail("the StatefulSet does not set MINIRBT_GROUP_INSTANCE_ID to the pod name (downward API metadata.name): "
+                 "every restart would rebalance the group")
+        if workload["kind"] == "Deployment" and static:
+            fail("the Deployment sets MINIRBT_GROUP_INSTANCE_ID: its pods get new names at every rollout, and each old "
+                 "static member would hold its partitions, unconsumed, until session.timeout.ms")
+
         if workload["kind"] == "StatefulSet":
             governing = render.named("Service", workload["spec"].get("serviceName", ""))
             if governing is None:
@@ -418,7 +428,7 @@ def check_manifests(root: Path, renders: list[Render], outcome: Outcome) -> None
         for name in sorted(used - metrics):
             fail(f"the alerts or the dashboard use {name}, which {OPERATIONS_GUIDE} section 6 does not list")
     outcome.notes.append(f"render: {checked} workloads carry their selector, service links off, probes, non-root, "
-                         f"read-only root; Services, budgets, autoscalers, NetworkPolicies, alerts and dashboards "
+                         f"read-only root, static group membership on StatefulSets only; Services, budgets, autoscalers, NetworkPolicies, alerts and dashboards "
                          f"checked; every MINIRBT_* variable set is read by the binary")
 
 
@@ -832,6 +842,14 @@ SABOTAGES = [
     Sabotage("the StatefulSet's governing Service is not headless (finding 2)", ("render",),
              lambda r: edit(r / T / "service.yaml", "  clusterIP: None\n", ""),
              "render", "is not headless", render_only=("statefulset-exactly-once-keda-values.yaml",)),
+    Sabotage("the StatefulSet has no static group membership", ("render",),
+             lambda r: edit(r / T / "workload.yaml", '{{- if eq .Values.workloadKind "StatefulSet" }}\n            # Static group',
+                            '{{- if false }}\n            # Static group'),
+             "render", "does not set MINIRBT_GROUP_INSTANCE_ID", render_only=("statefulset-exactly-once-keda-values.yaml",)),
+    Sabotage("the Deployment has static group membership", ("render",),
+             lambda r: edit(r / T / "workload.yaml", '{{- if eq .Values.workloadKind "StatefulSet" }}\n            # Static group',
+                            '{{- if true }}\n            # Static group'),
+             "render", "the Deployment sets MINIRBT_GROUP_INSTANCE_ID", render_only=("default-values.yaml",)),
     Sabotage("podLabels can override app.kubernetes.io/name (finding 3)", ("invalid",),
              lambda r: edit(r / T / "_helpers.tpl", 'list "app.kubernetes.io/name" "app.kubernetes.io/instance"', "list"),
              "invalid", "pod-labels-override-name.yaml: rendered", "pod-labels-override-name.yaml"),

@@ -174,6 +174,11 @@ public struct ConsumerConfiguration: Sendable, Equatable {
     /// `group.id`. Required for `subscribe` and `commit`; without one, `assign` still works (a private
     /// throw-away group id is used because librdkafka needs one internally, but no group is ever joined).
     public var groupID: String?
+    /// `group.instance.id`: static membership. A member that rejoins under the same id within
+    /// ``sessionTimeout`` gets its partitions back without a rebalance of the group; one that closes does not
+    /// leave the group (the broker waits ``sessionTimeout`` for it). Unique per member, stable across its
+    /// restarts. Default none (dynamic membership).
+    public var groupInstanceID: String?
     /// `auto.offset.reset`. Default `.earliest`: a new group reads everything rather than skipping.
     public var autoOffsetReset = OffsetReset.earliest
     /// `isolation.level`. Default `.readCommitted`.
@@ -206,6 +211,7 @@ public struct ConsumerConfiguration: Sendable, Equatable {
     var librdkafkaProperties: [String: String] {
         var result = kafka.baseProperties
         if let groupID { result["group.id"] = groupID }
+        if let groupInstanceID { result["group.instance.id"] = groupInstanceID }
         result["enable.auto.commit"] = "false"
         result["enable.auto.offset.store"] = "false"
         result["auto.offset.reset"] = autoOffsetReset.rawValue

@@ -45,6 +45,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .setting(.group), help: RunSetting.group.help)
     var group: String?
 
+    @Option(name: .setting(.groupInstanceId), help: RunSetting.groupInstanceId.help)
+    var groupInstanceId: String?
+
     @Option(name: .setting(.inputTopic), help: RunSetting.inputTopic.help)
     var inputTopic: [String] = []
 
@@ -414,6 +417,7 @@ struct RunOptions {
         }
         self.kafka = kafka
         consumer = ConsumerConfiguration(kafka: kafka, groupID: group)
+        consumer.groupInstanceID = try Self.groupInstanceID(try settings.given(.groupInstanceId, command.groupInstanceId))
         // The service's revocation drain (stream.revocationDrainTimeout) is shorter, so its commit lands
         // before the consumer gives the partitions up.
         consumer.revocationTimeout = stream.drainTimeout
@@ -438,6 +442,20 @@ struct RunOptions {
 }
 
 extension RunOptions {
+    /// `--group-instance-id` as given, checked against the broker's rule for it (Kafka refuses a JoinGroup
+    /// with any other id, and the consumer would retry that forever).
+    static func groupInstanceID(_ id: String?) throws -> String? {
+        guard let id else { return nil }
+        let legal = id.unicodeScalars.allSatisfy { scalar in
+            scalar.isASCII && (("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
+                               || scalar == "." || scalar == "_" || scalar == "-")
+        }
+        guard legal, (1...249).contains(id.utf8.count) else {
+            throw ValidationError("--group-instance-id (MINIRBT_GROUP_INSTANCE_ID) must be 1 to 249 letters, digits, '.', '_' or '-' (e.g. the pod name), got '\(id)'")
+        }
+        return id
+    }
+
     /// Exactly-once's `transactional.id`: unique to the replica (two producers with one id fence each other)
     /// and stable across its restarts (so a restart fences its own crashed predecessor and aborts its open
     /// transaction at once). `--transactional-id`, else `<group>-<instance id>`; neither the host name nor

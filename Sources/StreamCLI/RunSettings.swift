@@ -84,6 +84,15 @@ extension RunSetting {
 
     static let brokers = RunSetting("brokers", default: "127.0.0.1:9092", help: "Kafka bootstrap servers, comma-separated.")
     static let group = RunSetting("group", default: "minirbt-stream", help: "Consumer group; replicas in one group split the partitions.")
+    static let groupInstanceId = RunSetting(
+        "group-instance-id",
+        help: "Static group membership: this replica's group.instance.id, unique per replica and stable across its restarts, so a restart within session.timeout.ms does not rebalance the group.",
+        details: """
+            The chart's StatefulSet sets the pod name; a Deployment's pod names change at every rollout, so it sets \
+            none. While a static member is away its partitions wait for it (it does not leave the group on SIGTERM) \
+            for up to `session.timeout.ms` (45 s; `--kafka session.timeout.ms=…`); two running replicas with one id \
+            fence each other. Letters, digits, `.`, `_` and `-`, at most 249. See [section 7](#7-scaling).
+            """)
     static let inputTopic = RunSetting("input-topic", .list, help: "Topic to consume (repeatable).",
                                        details: "Exclusive with `--input-pattern`.")
     static let inputPattern = RunSetting("input-pattern", help: "Regular expression over topic names to consume, instead of --input-topic.")
@@ -210,7 +219,7 @@ extension RunSetting {
 
     /// Every setting, in the order of the docs.
     static let all: [RunSetting] = [
-        brokers, group, inputTopic, inputPattern, outputTopic, dlqTopic, model, modelName, modelVersion,
+        brokers, group, groupInstanceId, inputTopic, inputPattern, outputTopic, dlqTopic, model, modelName, modelVersion,
         shards, maxBatch, maxWaitMs, maxLength, threadsPerShard, precision, queueCapacity, echoText, delivery,
         transactionalId, metricsPort, metricsHost, maxBufferedBytes, stallTimeoutSeconds, format, idField,
         textField, textPairField, logLevel,

@@ -4,7 +4,7 @@ import Kafka
 import Glibc
 #endif
 
-/// A Tansu broker process on a free loopback port, with in-memory storage.
+/// A Tansu broker process on a free port of the loopback address (or of `host`), with in-memory storage.
 ///
 /// It runs under a shell watchdog holding a pipe from this process: when this process exits (however it
 /// exits) the pipe closes and the watchdog kills the broker. KILL, because a Tansu 0.6 started this way was
@@ -19,7 +19,9 @@ public final class TansuProcess: Sendable {
     private let lifeline: Pipe
 
     /// Starts the broker and returns once it accepts connections.
-    public init(logName: String = "minirbt-test-broker") throws {
+    /// - Parameter host: the local IPv4 address it listens on and advertises; another address than loopback
+    ///   lets a fault test reach it through a link it controls (a veth pair into a network namespace).
+    public init(logName: String = "minirbt-test-broker", host: String = "127.0.0.1") throws {
         let environment = ProcessInfo.processInfo.environment
         let deps = environment["MINIRBT_DEPS"]
             ?? ((environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/minirbt")
@@ -28,7 +30,7 @@ public final class TansuProcess: Sendable {
             throw TestFailure("tansu not found at \(tansu); run scripts/setup.sh or set MINIRBT_TEST_BROKERS")
         }
         let port = try Loopback.freePort()
-        let address = "127.0.0.1:\(port)"
+        let address = "\(host):\(port)"
         logPath = NSTemporaryDirectory() + "\(logName)-\(port).log"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
@@ -61,7 +63,7 @@ public final class TansuProcess: Sendable {
         self.pid = pid
         bootstrapServers = address
         let deadline = Date().addingTimeInterval(20)
-        while !Loopback.canConnect(port: port) {
+        while !Loopback.canConnect(host: host, port: port) {
             guard Date() < deadline else { throw TestFailure("tansu did not listen on \(address) within 20 s (log: \(logPath))") }
             // Start-up poll of an external process, not synchronisation between tests.
             usleep(50_000)
@@ -93,7 +95,8 @@ public final class TansuProcess: Sendable {
     }
 }
 
-/// Loopback sockets for tests: a free port, a connect probe and a one-shot HTTP GET (for `/readyz`).
+/// Sockets for tests: a free loopback port, a connect probe and a one-shot HTTP GET (for `/readyz`), on the
+/// loopback address unless another local IPv4 address is given.
 public enum Loopback {
     public static func freePort() throws -> UInt16 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -111,23 +114,23 @@ public enum Loopback {
         return UInt16(bigEndian: address.sin_port)
     }
 
-    public static func canConnect(port: UInt16) -> Bool {
+    public static func canConnect(host: String = "127.0.0.1", port: UInt16) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        return connect(fd, port: port)
+        return connect(fd, host: host, port: port)
     }
 
-    /// The status code and body of `GET path` on 127.0.0.1:`port`, or nil when nothing answers within 3 s.
-    public static func httpStatus(port: UInt16, path: String) -> (code: Int, body: String)? {
+    /// The status code and body of `GET path` on `host`:`port`, or nil when nothing answers within 3 s.
+    public static func httpStatus(host: String = "127.0.0.1", port: UInt16, path: String) -> (code: Int, body: String)? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var timeout = timeval(tv_sec: 3, tv_usec: 0)
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        guard connect(fd, port: port) else { return nil }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+        guard connect(fd, host: host, port: port) else { return nil }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n".utf8)
         guard request.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == request.count else { return nil }
         var response: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -144,8 +147,9 @@ public enum Loopback {
         return (code, body.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
-    private static func connect(_ fd: Int32, port: UInt16) -> Bool {
+    private static func connect(_ fd: Int32, host: String, port: UInt16) -> Bool {
         var address = loopback(port: port)
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { return false }
         return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))

@@ -23,9 +23,10 @@ final class E2EScope: Sendable {
     private let recorders = Mutex<[OutputRecorder]>([])
     private let directories = Mutex<[URL]>([])
 
-    /// Starts `minirbt-stream run …`.
-    func stream(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ServiceProcess {
-        let process = try ServiceProcess.stream(name, arguments, environment: environment)
+    /// Starts `minirbt-stream run …`, inside `namespace` when one is given.
+    func stream(_ name: String, _ arguments: [String], environment: [String: String] = [:],
+                namespace: NetworkNamespace? = nil) throws -> ServiceProcess {
+        let process = try ServiceProcess.stream(name, arguments, environment: environment, namespace: namespace)
         processes.withLock { $0.append(process) }
         return process
     }

@@ -8,8 +8,8 @@ import Glibc
 #endif
 
 /// Process-level faults against a real broker, the real binary and the real model: a crash of the service
-/// (kill -9) in at-least-once mode, and a broker frozen (SIGSTOP) for longer than the producer's
-/// `message.timeout.ms`.
+/// (kill -9) in at-least-once mode, a broker frozen (SIGSTOP) for longer than the producer's
+/// `message.timeout.ms`, and the network link between service and broker cut for as long.
 @Suite(.serialized) struct ProcessFaultTests {
     // MARK: kill -9, at-least-once
 
@@ -180,6 +180,112 @@ import Glibc
                 print("[fault] duplicates after the freeze: \(tally.duplicates.idList)")
             }
             try await service.expectCleanStop()
+        }
+        await feed.close()
+        await recorder.close()
+    }
+
+    // MARK: link to the broker cut past message.timeout.ms
+
+    @Test("at-least-once: the link to the broker cut (veth down) past message.timeout.ms, then restored: not ready meanwhile, recovers without restart, nothing lost or dead-lettered",
+          .enabled(if: E2EFixtures.sharedDataPresent, "needs ../shared/models and ../shared/data"),
+          .enabled(if: NetworkNamespace.isAvailable, "needs root and iproute2's `ip netns` with veth pairs"),
+          .timeLimit(.minutes(6)))
+    func linkCutPastMessageTimeout() async throws {
+        try ProductBinaries.require()
+        let namespace = try NetworkNamespace()
+        defer { namespace.remove() }
+        // A broker of its own, on the host's end of the Kafka link: the only way to it from the namespace.
+        let broker = try TansuProcess(logName: "minirbt-linkcut-broker", host: namespace.hostKafkaAddress)
+        defer { broker.stop() }
+        let messageTimeout = Duration.milliseconds(5000)
+        let input = try await broker.createTopic("e2e-linkcut-in", partitions: 4)
+        let output = try await broker.createTopic("e2e-linkcut-out", partitions: 2)
+        let dlq = try await broker.createTopic("e2e-linkcut-dlq", partitions: 1)
+        let group = TestBroker.uniqueTopic("e2e-linkcut-group")
+        let metricsPort = try Loopback.freePort()
+        // The status server listens on the probe link, which stays up during the cut.
+        let arguments = ["run", "--brokers", broker.bootstrapServers, "--group", group, "--input-topic", input,
+                         "--output-topic", output, "--dlq-topic", dlq, "--shards", "2", "--max-batch", "8",
+                         "--metrics-port", "\(metricsPort)", "--metrics-host", namespace.probeAddress,
+                         "--model", E2EFixtures.modelDirectory("v2").path,
+                         "--kafka", "message.timeout.ms=\(messageTimeout.components.seconds * 1000)"]
+        func readyz() -> (code: Int, body: String)? {
+            Loopback.httpStatus(host: namespace.probeAddress, port: metricsPort, path: "/readyz")
+        }
+
+        // The feed and the recorder run on the host, which reaches the broker whether the link is up or not.
+        let feed = try FaultFeed(kafka: broker.kafka(client: "linkcut-feed"), topic: input)
+        let recorder = try await OutputRecorder(resultTopic: output, deadLetterTopic: dlq, kafka: broker.kafka(client: "linkcut-recorder"))
+        try await withE2EScope { scope in
+            // A backlog big enough that the service still has events to infer and publish when the link goes.
+            try await feed.send(count: 160)
+            let service = try scope.stream("linkcut", arguments, namespace: namespace)
+            try await recorder.wait(for: "the first outputs", timeout: .seconds(120),
+                                    progress: { "\($0.count) outputs\n\(service.logTail())" }) { $0.count >= 12 }
+            try await waitFor("/readyz 200 before the cut", timeout: .seconds(30), service) { readyz()?.code == 200 }
+            let beforeCut = recorder.outputs.count
+            let logBefore = service.log.count
+
+            try namespace.cutKafkaLink()
+            let cut = ContinuousClock.now
+            // Events keep arriving while the service cannot see them.
+            try await feed.send(count: 40)
+            var stallReason = ""
+            try await waitFor("/readyz non-200 while the link is cut", timeout: .seconds(60), service) {
+                guard let answer = readyz(), answer.code != 200 else { return false }
+                stallReason = "\(answer.code) \(answer.body)"
+                return true
+            }
+            let notReadyAfter = ContinuousClock.now - cut
+            try await waitFor("a publishing retry in the log", timeout: .seconds(60), service) {
+                String(service.log.dropFirst(logBefore)).contains("publishing failed transiently")
+            }
+            let retryLoggedAfter = ContinuousClock.now - cut
+            // Held until a retry has timed out too (a later retry line than the first ones): the cut then
+            // outlasts two message timeouts.
+            func retryLines() -> Int { String(service.log.dropFirst(logBefore)).components(separatedBy: "publishing failed transiently").count - 1 }
+            let firstRetryLines = retryLines()
+            try await waitFor("a retry timing out again in the log", timeout: .seconds(60), service) { retryLines() > firstRetryLines }
+            let cutFor = ContinuousClock.now - cut
+            #expect(cutFor > messageTimeout, "the cut must outlast message.timeout.ms")
+            let duringCut = recorder.outputs.count
+            #expect(readyz()?.code != 200, "still not ready at the end of the cut")
+
+            try namespace.restoreKafkaLink()
+            let restored = ContinuousClock.now
+            try await waitFor("/readyz 200 after the link is restored", timeout: .seconds(120), service) { readyz()?.code == 200 }
+            let readyAgain = ContinuousClock.now - restored
+            let sent = feed.sent
+            let outputs = try await recorder.wait(
+                for: "an output for each of the \(sent.count) events after the link is restored", timeout: .seconds(240),
+                progress: { "\($0.missing(sent).count) events without output: \($0.missing(sent).idList)\n\(service.logTail())" }
+            ) { $0.coversAll(sent) }
+            let allOutputs = ContinuousClock.now - restored
+
+            let lost = outputs.missing(sent)
+            let duplicates = outputs.duplicated(sent)
+            let deadLetters = outputs.all.filter { $0.deadLetter != nil }
+            let cutLog = String(service.log.dropFirst(logBefore))
+            print("[fault] link cut (veth down) \(cutFor) (message.timeout.ms=\(messageTimeout)): sent \(sent.count), "
+                  + "delivered \(outputs.all.count), lost \(lost.count), duplicates \(duplicates.count), "
+                  + "dead letters \(deadLetters.count); outputs before the cut \(beforeCut), at the restore \(duringCut); "
+                  + "/readyz non-200 \(notReadyAfter) after the cut (\(stallReason)), first retry logged after \(retryLoggedAfter), "
+                  + "\(retryLines()) retry lines; recovery after the restore: /readyz 200 in \(readyAgain), all outputs in \(allOutputs); "
+                  + "producer replaced: \(cutLog.contains("replaced it with a new one") ? "yes" : "no")")
+
+            #expect(service.exit == nil, "the service must ride out the cut without a restart\n\(service.logTail())")
+            #expect(outputs.undecodable.isEmpty)
+            #expect(lost.isEmpty, "\(lost.count) events lost: \(lost.idList)")
+            #expect(deadLetters.isEmpty, "good events dead-lettered: \(deadLetters.prefix(5).map { "\($0.eventID): \($0.deadLetter!.error.code) \($0.deadLetter!.error.message)" })")
+            if !duplicates.isEmpty {
+                // A produce request the broker appended before the cut whose acknowledgement was lost with the
+                // link is retried, and written again unless the idempotent producer's sequence catches it.
+                print("[fault] duplicates after the cut: \(duplicates.idList)")
+            }
+
+            service.terminate()
+            #expect(try await service.waitForExit(timeout: .seconds(40)) == .exited(0), "\(service.logTail())")
         }
         await feed.close()
         await recorder.close()

@@ -58,9 +58,12 @@ final class ServiceProcess: Sendable {
         try process.run()
     }
 
-    /// Starts `minirbt-stream` with `arguments`.
-    static func stream(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ServiceProcess {
-        try ServiceProcess(name: name, executable: ProductBinaries.stream, arguments: arguments, environment: environment)
+    /// Starts `minirbt-stream` with `arguments`, inside `namespace` when one is given (`ip netns exec` execs
+    /// the binary, so the pid and the signals are the service's own).
+    static func stream(_ name: String, _ arguments: [String], environment: [String: String] = [:],
+                       namespace: NetworkNamespace? = nil) throws -> ServiceProcess {
+        let (executable, arguments) = namespace?.command(ProductBinaries.stream, arguments) ?? (ProductBinaries.stream, arguments)
+        return try ServiceProcess(name: name, executable: executable, arguments: arguments, environment: environment)
     }
 
     var pid: Int32 { process.processIdentifier }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+@testable import Kafka
 import KafkaTestSupport
 import Testing
 @testable import StreamCLI
@@ -97,6 +98,8 @@ import Testing
             (["--input-topic", "t", "--model", "m", "--soft-label-topic", "soft"], [:], "need --teacher"),
             (["--input-topic", "t", "--model", "m", "--drift-window-events", "0"], [:], "--drift-window-events must be at least 1"),
             (["--input-topic", "t", "--model", "m", "--drift-window-events", "50", "--drift-min-events", "60"], [:], "cannot exceed"),
+            (["--input-topic", "t", "--model", "m", "--group-instance-id", "pod 1"], [:], "--group-instance-id"),
+            (["--input-topic", "t", "--model", "m"], ["MINIRBT_GROUP_INSTANCE_ID": String(repeating: "a", count: 250)], "1 to 249"),
         ]
         for (arguments, environment, expected) in cases {
             let command = try RunCommand.parse(arguments)
@@ -132,6 +135,24 @@ import Testing
             _ = try RunOptions(try RunCommand.parse(["--input-topic", "t", "--model", "m", "--max-buffered-bytes", "10"]),
                                environment: [:])
         }
+    }
+
+    /// Static membership reaches librdkafka's group consumer as `group.instance.id`, and only when asked for.
+    @Test func groupInstanceIDReachesTheGroupConsumer() throws {
+        let fromFlag = try RunOptions(try RunCommand.parse(["--input-topic", "t", "--model", "m", "--group-instance-id", "minirbt-stream-1"]),
+                                      environment: ["MINIRBT_GROUP_INSTANCE_ID": "ignored"])
+        #expect(fromFlag.consumer.groupInstanceID == "minirbt-stream-1", "a flag wins over its environment variable")
+        #expect(fromFlag.consumer.librdkafkaProperties["group.instance.id"] == "minirbt-stream-1")
+        let fromEnvironment = try RunOptions(try RunCommand.parse(["--input-topic", "t", "--model", "m"]),
+                                             environment: ["MINIRBT_GROUP_INSTANCE_ID": "minirbt-stream-0"])
+        #expect(fromEnvironment.consumer.librdkafkaProperties["group.instance.id"] == "minirbt-stream-0")
+        // librdkafka accepts the property on a group consumer.
+        _ = try KafkaConsumer(configuration: fromEnvironment.consumer, logger: TestBroker.logger)
+        // Dynamic membership by default: a Deployment's pod names change at every rollout.
+        let dynamic = try RunOptions(try RunCommand.parse(["--input-topic", "t", "--model", "m", "--instance-id", "pod-7"]),
+                                     environment: [:])
+        #expect(dynamic.consumer.groupInstanceID == nil)
+        #expect(dynamic.consumer.librdkafkaProperties["group.instance.id"] == nil)
     }
 
     @Test func exactlyOnceGetsAStableTransactionalID() throws {
