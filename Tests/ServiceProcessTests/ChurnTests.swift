@@ -33,11 +33,8 @@ import Glibc
         try await withE2EScope { scope in
             let feed = try scope.feed(topic: input)
             let recorder = try await scope.recorder(results: output, deadLetters: dlq)
-            /// Waits for `more` outputs beyond what is read now: the group serves again after a change.
             func awaitProgress(_ what: String, more: Int = 24) async throws {
-                let now = recorder.outputs.count
-                try await recorder.wait(for: "\(more) outputs \(what)", timeout: .seconds(120),
-                                        progress: { "\($0.count) outputs\n\(scope.logTails())" }) { $0.count >= now + more }
+                try await recorder.awaitMore(more, what, logs: { scope.logTails() })
             }
             /// Waits until `replica` logged one more assignment than `before` (a rebalance reached it).
             func awaitAssignment(_ replica: ServiceProcess, after before: Int, _ what: String) async throws {

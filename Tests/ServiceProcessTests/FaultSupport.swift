@@ -85,3 +85,26 @@ extension ServiceProcess {
         #expect(exit == .exited(0), "\(logTail())", sourceLocation: sourceLocation)
     }
 }
+
+/// Polls the service's `/readyz` (through `readyz`) until it answers non-200; returns that answer's code
+/// and reason, for the scenario's printed line.
+func awaitNotReady(_ what: String, _ service: ServiceProcess, _ readyz: () -> (code: Int, body: String)?,
+                   timeout: Duration = .seconds(60)) async throws -> String {
+    var reason = ""
+    try await waitFor(what, timeout: timeout, service) {
+        guard let answer = readyz(), answer.code != 200 else { return false }
+        reason = "\(answer.code) \(answer.body)"
+        return true
+    }
+    return reason
+}
+
+extension OutputRecorder {
+    /// Awaits `more` outputs beyond those read now: the service (or group) serves again after a change.
+    func awaitMore(_ more: Int, _ what: String, timeout: Duration = .seconds(120),
+                   logs: @escaping @Sendable () -> String) async throws {
+        let now = outputs.count
+        try await wait(for: "\(more) outputs \(what)", timeout: timeout,
+                       progress: { "\($0.count) outputs\n\(logs())" }) { $0.count >= now + more }
+    }
+}

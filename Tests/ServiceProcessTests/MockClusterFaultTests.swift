@@ -78,12 +78,7 @@ import Glibc
 
             try cluster.mock.setBrokerDown(1)
             let down = ContinuousClock.now
-            var stallReason = ""
-            try await waitFor("/readyz non-200 while the leader is down", timeout: .seconds(60), service) {
-                guard let answer = readyz(), answer.code != 200 else { return false }
-                stallReason = "\(answer.code) \(answer.body)"
-                return true
-            }
+            let stallReason = try await awaitNotReady("/readyz non-200 while the leader is down", service, readyz)
             let notReadyAfter = ContinuousClock.now - down
             try await waitFor("a publishing retry in the log", timeout: .seconds(60), service) {
                 String(service.log.dropFirst(logBefore)).contains("publishing failed transiently")

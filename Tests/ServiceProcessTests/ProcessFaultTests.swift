@@ -141,12 +141,7 @@ import Glibc
             let frozen = ContinuousClock.now
             // The stall as the service sees it: a delivery times out (message.timeout.ms), the publisher
             // retries and /readyz turns non-200.
-            var stallReason = ""
-            try await waitFor("/readyz non-200 while the broker is frozen", timeout: .seconds(60), service) {
-                guard let answer = readyz(), answer.code != 200 else { return false }
-                stallReason = "\(answer.code) \(answer.body)"
-                return true
-            }
+            let stallReason = try await awaitNotReady("/readyz non-200 while the broker is frozen", service, readyz)
             let notReadyAfter = ContinuousClock.now - frozen
             try await waitFor("a publishing retry in the log", timeout: .seconds(60), service) {
                 String(service.log.dropFirst(logBefore)).contains("publishing failed transiently")
@@ -231,12 +226,7 @@ import Glibc
             let cut = ContinuousClock.now
             // Events keep arriving while the service cannot see them.
             try await feed.send(count: 40)
-            var stallReason = ""
-            try await waitFor("/readyz non-200 while the link is cut", timeout: .seconds(60), service) {
-                guard let answer = readyz(), answer.code != 200 else { return false }
-                stallReason = "\(answer.code) \(answer.body)"
-                return true
-            }
+            let stallReason = try await awaitNotReady("/readyz non-200 while the link is cut", service, readyz)
             let notReadyAfter = ContinuousClock.now - cut
             try await waitFor("a publishing retry in the log", timeout: .seconds(60), service) {
                 String(service.log.dropFirst(logBefore)).contains("publishing failed transiently")
@@ -256,36 +246,23 @@ import Glibc
             let restored = ContinuousClock.now
             try await waitFor("/readyz 200 after the link is restored", timeout: .seconds(120), service) { readyz()?.code == 200 }
             let readyAgain = ContinuousClock.now - restored
-            let sent = feed.sent
-            let outputs = try await recorder.wait(
-                for: "an output for each of the \(sent.count) events after the link is restored", timeout: .seconds(240),
-                progress: { "\($0.missing(sent).count) events without output: \($0.missing(sent).idList)\n\(service.logTail())" }
-            ) { $0.coversAll(sent) }
+            let tally = FaultTally(sent: feed.sent, outputs: try await recorder.awaitEvery(feed.sent, timeout: .seconds(240), service))
             let allOutputs = ContinuousClock.now - restored
-
-            let lost = outputs.missing(sent)
-            let duplicates = outputs.duplicated(sent)
-            let deadLetters = outputs.all.filter { $0.deadLetter != nil }
             let cutLog = String(service.log.dropFirst(logBefore))
-            print("[fault] link cut (veth down) \(cutFor) (message.timeout.ms=\(messageTimeout)): sent \(sent.count), "
-                  + "delivered \(outputs.all.count), lost \(lost.count), duplicates \(duplicates.count), "
-                  + "dead letters \(deadLetters.count); outputs before the cut \(beforeCut), at the restore \(duringCut); "
+            print("[fault] link cut (veth down) \(cutFor) (message.timeout.ms=\(messageTimeout)): \(tally.summary); "
+                  + "outputs before the cut \(beforeCut), at the restore \(duringCut); "
                   + "/readyz non-200 \(notReadyAfter) after the cut (\(stallReason)), first retry logged after \(retryLoggedAfter), "
                   + "\(retryLines()) retry lines; recovery after the restore: /readyz 200 in \(readyAgain), all outputs in \(allOutputs); "
                   + "producer replaced: \(cutLog.contains("replaced it with a new one") ? "yes" : "no")")
 
             #expect(service.exit == nil, "the service must ride out the cut without a restart\n\(service.logTail())")
-            #expect(outputs.undecodable.isEmpty)
-            #expect(lost.isEmpty, "\(lost.count) events lost: \(lost.idList)")
-            #expect(deadLetters.isEmpty, "good events dead-lettered: \(deadLetters.prefix(5).map { "\($0.eventID): \($0.deadLetter!.error.code) \($0.deadLetter!.error.message)" })")
-            if !duplicates.isEmpty {
+            tally.expectNoneLostOrDeadLettered()
+            if !tally.duplicates.isEmpty {
                 // A produce request the broker appended before the cut whose acknowledgement was lost with the
                 // link is retried, and written again unless the idempotent producer's sequence catches it.
-                print("[fault] duplicates after the cut: \(duplicates.idList)")
+                print("[fault] duplicates after the cut: \(tally.duplicates.idList)")
             }
-
-            service.terminate()
-            #expect(try await service.waitForExit(timeout: .seconds(40)) == .exited(0), "\(service.logTail())")
+            try await service.expectCleanStop()
         }
         await feed.close()
         await recorder.close()
