@@ -281,7 +281,9 @@ def metric_names(text: str) -> set[str]:
 
 def documented_metrics(root: Path) -> set[str]:
     guide = (root / OPERATIONS_GUIDE).read_text(encoding="utf-8")
-    return set(re.findall(r"^\| `(minirbt_[a-z_]+)", guide, re.M))
+    # A row may document related series together: every name in its first cell counts.
+    first_cells = re.findall(r"^\| (`minirbt_[^|]*)\|", guide, re.M)
+    return {name for cell in first_cells for name in re.findall(r"`(minirbt_[a-z_]+)", cell)}
 
 
 def run_setting_variables(root: Path) -> set[str]:

@@ -81,6 +81,46 @@ struct TransactionTests {
         await consumer.close()
     }
 
+    @Test("a second producer with the same transactional.id fences the first")
+    func sameTransactionalIDFencesTheFirst() async throws {
+        let topic = try await TestBroker.createTopic("txn-fence", partitions: 1)
+        var configuration = ProducerConfiguration(kafka: TestBroker.kafka)
+        configuration.transactionalID = TestBroker.uniqueTopic("txn-shared-id")
+        let first = try KafkaProducer(configuration: configuration, logger: TestBroker.logger)
+        try await first.initTransactions()
+        try first.beginTransaction()
+        _ = try await first.send(ProducerRecord(topic: topic, key: "k", value: "first-committed"))
+        try await first.commitTransaction()
+
+        // The second producer's InitProducerId bumps the id's epoch: the broker must refuse the first
+        // producer's next transaction. Tansu 0.6 answers its AddPartitionsToTxn with PRODUCER_FENCED, which
+        // librdkafka raises as the fatal _FENCED; the pending record is purged.
+        let second = try KafkaProducer(configuration: configuration, logger: TestBroker.logger)
+        try await second.initTransactions()
+        var refusal: KafkaError?
+        do throws(KafkaError) {
+            try first.beginTransaction()
+            _ = try await first.send(ProducerRecord(topic: topic, key: "k", value: "first-after-fence"))
+            try await first.commitTransaction()
+        } catch {
+            refusal = error
+        }
+        print("[kafka] same transactional.id: the first producer's transaction after the second's init "
+              + (refusal.map { "failed with \($0.name); its fatal error: \(first.fatalError.map { "\($0.name), fenced \($0.isFenced)" } ?? "none")" }
+                 ?? "committed: the broker did not fence it"))
+        #expect(refusal != nil, "the first producer committed after the second took its transactional.id")
+        let fatal = try #require(first.fatalError, "the first producer is not failed after being fenced")
+        #expect(fatal.isFenced, "\(fatal)")
+        #expect(fatal.transactionReaction == .fatal)
+
+        // The newer producer is the owner.
+        try second.beginTransaction()
+        _ = try await second.send(ProducerRecord(topic: topic, key: "k", value: "second-committed"))
+        try await second.commitTransaction()
+        await first.close()
+        await second.close()
+    }
+
     @Test("transactional calls without a transactional.id fail with a classified error")
     func transactionsNeedAnID() async throws {
         let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: TestBroker.kafka),

@@ -109,10 +109,8 @@ import Testing
             // served a baselined version and dead-lettered an event.
             try await scope.feed(topic: input, malformedEvery: 1).send(id: "malformed-0")
             try await recorder.wait(for: "the dead letter", timeout: .seconds(60)) { $0.all.contains { $0.deadLetter != nil } }
-            let exported = try Self.exportedMetricNames(port: metricsPort)
-            let queried = try Self.queriedMetricNames()
-            #expect(queried.contains("minirbt_drift_psi"))
-            let missing = queried.subtracting(exported).sorted()
+            // (Shadow and teacher series: ModelVerdictTests, whose replicas run in those modes.)
+            let missing = try ChartMetrics.missing(.serving, port: metricsPort, expected: ["minirbt_drift_psi"])
             #expect(missing.isEmpty, "queried by the dashboard or alerts but not exported: \(missing)")
 
             service.terminate()
@@ -140,29 +138,5 @@ import Testing
         let count = 2 + index % 4
         return (0..<count).map { words[(index * 7 + $0 * 3) % words.count] }.joined(separator: " ")
             + " #\(index) 🤖"
-    }
-
-    /// Metric names (histograms by their `_bucket`/`_sum`/`_count` series) the dashboard JSON and the
-    /// PrometheusRule template query.
-    static func queriedMetricNames() throws -> Set<String> {
-        let chart = E2EFixtures.repositoryRoot.appendingPathComponent("helm/minirbt-stream")
-        var names = Set<String>()
-        for file in ["dashboards/minirbt-stream.json", "templates/prometheusrule.yaml"] {
-            let text = try String(contentsOf: chart.appendingPathComponent(file), encoding: .utf8)
-            let pattern = try Regex("minirbt_[a-z0-9_]+")
-            names.formUnion(text.matches(of: pattern).map { String(text[$0.range]) })
-        }
-        return names
-    }
-
-    /// Sample names in the replica's `/metrics`.
-    static func exportedMetricNames(port: UInt16) throws -> Set<String> {
-        guard let response = Loopback.httpStatus(port: port, path: "/metrics"), response.code == 200 else {
-            throw TestFailure("GET /metrics on port \(port) did not answer 200")
-        }
-        return Set(response.body.split(separator: "\n").compactMap { line -> String? in
-            guard !line.hasPrefix("#") else { return nil }
-            return line.split(whereSeparator: { $0 == "{" || $0 == " " }).first.map(String.init)
-        })
     }
 }

@@ -3,8 +3,9 @@ import Kafka
 import KafkaTestSupport
 import Testing
 
-/// `--delivery exactly-once` across a crash: kill -9 mid-stream, restart with the same group and
-/// transactional id, and read the outputs as a `read_committed` consumer.
+/// `--delivery exactly-once` on Tansu across a crash (kill -9, restart with the same transactional id), a
+/// rebalance, and two replicas misconfigured with one transactional id; outputs read as a `read_committed`
+/// consumer.
 @Suite struct ExactlyOnceTests {
     @Test("exactly-once: after kill -9 and a restart, a read_committed reader sees every event's output",
           .enabled(if: E2EFixtures.sharedDataPresent, "needs ../shared/models and ../shared/data"),
@@ -146,4 +147,91 @@ import Testing
         }
     }
 
+    @Test("exactly-once: a second replica started with the same transactional id fences the first, which stops naming it; the second goes on",
+          .enabled(if: E2EFixtures.sharedDataPresent, "needs ../shared/models and ../shared/data"),
+          .timeLimit(.minutes(6)))
+    func sameTransactionalIDFencesTheFirstReplica() async throws {
+        try ProductBinaries.require()
+        let input = try await TestBroker.createTopic("e2e-eos-fence-in", partitions: 4)
+        let output = try await TestBroker.createTopic("e2e-eos-fence-out", partitions: 2)
+        let dlq = try await TestBroker.createTopic("e2e-eos-fence-dlq", partitions: 1)
+        let group = TestBroker.uniqueTopic("e2e-eos-fence-group")
+        // The misconfiguration under test: one --transactional-id given to two replicas of one group.
+        let transactionalID = TestBroker.uniqueTopic("e2e-eos-fence-txn")
+        func arguments(_ instance: String) -> [String] {
+            E2EFixtures.runArguments(
+                input: input, output: output, dlq: dlq, group: group,
+                extra: ["--model", E2EFixtures.modelDirectory("v2").path, "--delivery", "exactly-once",
+                        "--transactional-id", transactionalID, "--instance-id", instance,
+                        // Tansu 0.6 never completes cooperative-sticky's second phase.
+                        "--kafka", "partition.assignment.strategy=range",
+                        // Should the fenced replica not leave the group cleanly, its partitions move after 10 s.
+                        "--kafka", "session.timeout.ms=10000"])
+        }
+
+        try await withE2EScope { scope in
+            let feed = try scope.feed(topic: input, malformedEvery: 25)
+            let recorder = try await scope.recorder(results: output, deadLetters: dlq, isolation: .readCommitted)
+            try await feed.send(count: 60)
+            let first = try scope.stream("eos-fence-a", arguments("replica-a"))
+            try await recorder.wait(for: "the first replica's first committed outputs", timeout: .seconds(120),
+                                    progress: { "\($0.count) outputs\n\(first.logTail())" }) { $0.count >= 20 }
+            feed.startStreaming(pacing: .milliseconds(50), limit: 300, answered: { recorder.outputs.count })
+            try await feed.waitUntilSent(90, timeout: .seconds(60))
+            // Tansu hides open transactions from read_committed readers (its last stable offset works), so
+            // what is visible now was committed by the first replica.
+            let committedBeforeSecond = Set(recorder.outputs.all.map(\.eventID))
+
+            // The second replica's InitProducerId bumps the id's epoch: the first one's next transactional
+            // request is refused as fenced, and it must stop rather than go on beside it.
+            let second = try scope.stream("eos-fence-b", arguments("replica-b"))
+            let firstExit = try await first.waitForExit(timeout: .seconds(120))
+            #expect(firstExit != .exited(0) && firstExit != .signalled(SIGKILL), "\(firstExit)\n\(first.logTail())")
+            #expect(first.log.contains("producer was fenced: another producer started with transactional.id '\(transactionalID)'"),
+                    "the first replica's error must name the fence and the id\n\(first.logTail())")
+
+            // The stream holds back while events wait for outputs: stop it rather than wait for its limit.
+            let sent = try await feed.stopStreaming()
+            // The second replica joined while the fenced one was leaving. Tansu 0.6's group coordinator then
+            // stays in the rebalance for good: its broker log answers the survivor's every JoinGroup, Heartbeat
+            // and SyncGroup with REBALANCE_IN_PROGRESS (27), so it is never assigned a partition (seen for 40
+            // minutes; session.timeout.ms does not end it). A Kafka broker completes the rebalance without the
+            // member that left. The takeover is asserted where it happens.
+            var takeover: Outputs?
+            await withKnownIssue("Tansu 0.6 never completes a rebalance a member left in the middle of", isIntermittent: true) {
+                try await second.waitForLog("partitions assigned", timeout: .seconds(90))
+                takeover = try await recorder.wait(
+                    for: "a committed output for each of the \(sent.count) events from the second replica", timeout: .seconds(180),
+                    progress: { "\($0.missing(sent).count) events without output: \($0.missing(sent).idList)\n\(second.logTail())" }) {
+                    $0.coversAll(sent)
+                }
+            }
+            #expect(second.exit == nil, "the second replica goes on\n\(second.logTail())")
+            let outputs = takeover ?? recorder.outputs
+            let seenTwice = outputs.duplicated(sent)
+            // Strict on Tansu: offsets committed with the first replica's transactions are honoured, so none of
+            // the events it had committed before the second one started is answered again.
+            let redone = seenTwice.filter { committedBeforeSecond.contains($0.id) }
+            #expect(redone.isEmpty, "events committed before the fence were processed again: \(redone.idList)")
+            #expect(outputs.undecodable.isEmpty)
+            if takeover != nil {
+                #expect(outputs.missing(sent).isEmpty)
+                // The fenced replica's open transaction is aborted when the second producer takes the id. Kafka
+                // hides an aborted transaction's records from read_committed readers; Tansu 0.6 delivers them
+                // once aborted, so its events can show up twice here. Zero duplicates is proven on Apache Kafka
+                // only (and the fenced path on librdkafka's mock cluster: ExactlyOnceMockTests).
+                withKnownIssue("Tansu 0.6 does not filter aborted transactions", isIntermittent: true) {
+                    #expect(seenTwice.isEmpty, "\(seenTwice.count) events seen twice by a read_committed reader: \(seenTwice.idList)")
+                }
+            }
+            print("[e2e] exactly-once, two replicas with one transactional.id (Tansu, range): sent \(sent.count), "
+                  + "delivered \(outputs.count), lost \(outputs.missing(sent).count), duplicates \(seenTwice.count) "
+                  + "(of which committed before the second replica started: \(redone.count)); "
+                  + "\(committedBeforeSecond.count) committed before it; first replica: \(firstExit); "
+                  + "second replica took over: \(takeover != nil)")
+
+            second.terminate()
+            #expect(try await second.waitForExit(timeout: .seconds(40)) == .exited(0), "\(second.logTail())")
+        }
+    }
 }

@@ -31,7 +31,7 @@ struct ModelVerdictTests {
         return (v1, v2, v1.filter { v2[$0.key]?.label == $0.value.label }.count)
     }
 
-    @Test("shadow v2 beside v1: agreement in /metrics and status equals infer's; promote --min-agreement refuses without comparisons and below the figure, promotes at it",
+    @Test("shadow v2 beside v1: agreement in /metrics and status equals infer's; the chart's shadow metrics exported; promote --min-agreement refuses without comparisons and below the figure, promotes at it",
           .timeLimit(.minutes(8)))
     func shadowVerdictGatesPromote() async throws {
         try ProductBinaries.require()
@@ -80,6 +80,10 @@ struct ModelVerdictTests {
             #expect(abs(ratio - Double(expected.agreed) / Double(Self.eventCount)) < 1e-9)
             let difference = try #require(Self.metric("minirbt_shadow_score_difference_mean", "version=\"v2\"", in: exposition))
             #expect(difference >= 0 && difference < 1)
+            // The chart's shadow panels query only series a shadowing replica exports.
+            let missing = try ChartMetrics.missing(.shadow, port: metricsPort,
+                                                   expected: ["minirbt_shadow_agreement_ratio", "minirbt_shadow_score_difference_mean"])
+            #expect(missing.isEmpty, "queried by the dashboard or alerts but not exported in shadow mode: \(missing)")
 
             // The heartbeat carries it to `status` within an interval or two.
             let cell = String(format: "%.1f%%/%d,", Double(expected.agreed) * 100 / Double(Self.eventCount), Self.eventCount)
@@ -108,7 +112,7 @@ struct ModelVerdictTests {
         }
     }
 
-    @Test("teacher v2 beside student v1 at 100 %: exported agreement equals infer's count; one soft label per event with infer's logits",
+    @Test("teacher v2 beside student v1 at 100 %: exported agreement equals infer's count; the chart's teacher metrics exported; one soft label per event with infer's logits",
           .timeLimit(.minutes(8)))
     func teacherAgreementAndSoftLabels() async throws {
         try ProductBinaries.require()
@@ -154,6 +158,11 @@ struct ModelVerdictTests {
             #expect(abs(ratio - Double(expected.agreed) / Double(Self.eventCount)) < 1e-9)
             #expect(exposition.contains("minirbt_teacher_skipped_total 0"), "nothing skipped at this rate")
             #expect(exposition.contains("minirbt_soft_labels_published_total \(Self.eventCount)"))
+            // The chart's teacher panels and alert query only series a replica with a teacher exports.
+            let missing = try ChartMetrics.missing(.teacher, port: metricsPort,
+                                                   expected: ["minirbt_teacher_agreement_ratio", "minirbt_teacher_skipped_total",
+                                                              "minirbt_teacher_agreed_total", "minirbt_teacher_compared_total"])
+            #expect(missing.isEmpty, "queried by the dashboard or alerts but not exported with a teacher: \(missing)")
 
             // Exactly one per event, each with the logits infer prints (up to float printing).
             #expect(labels.count == Self.eventCount)
