@@ -85,7 +85,7 @@ import Glibc
                 .map { (Int($0.topicPartition.partition), $0.committed) })
             let atKill = try await recorder.readToEnd(topics: [output: 2, dlq: 1])
             let uncommittedPublished = Set(atKill.all.compactMap { output -> String? in
-                guard let source = output.result?.source ?? output.deadLetter?.source,
+                guard let source = output.source,
                       cOwned.contains(Int(source.partition)) else { return nil }
                 let mark = committed[Int(source.partition)] ?? nil
                 return mark.map { source.offset >= $0 } ?? true ? output.eventID : nil

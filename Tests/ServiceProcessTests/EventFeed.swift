@@ -108,9 +108,16 @@ final class EventFeed: Sendable {
     }
 
     /// Waits until the stream started by ``startStreaming(pacing:limit:)`` reached its limit and returns
-    /// what was sent in all.
-    func finishStreaming() async throws -> [SentEvent] {
-        try await streaming.withLock({ $0 })?.value
+    /// what was sent in all; throws after `timeout`, e.g. when a stream held back by `answered` waits for a
+    /// service that stopped answering.
+    func finishStreaming(timeout: Duration = .seconds(300)) async throws -> [SentEvent] {
+        guard let task = streaming.withLock({ $0 }) else { return sent }
+        let finished = try await withTimeout(timeout) {
+            // Awaiting a task's value does not pass cancellation on: the timeout has to stop the stream itself.
+            try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
+            return true
+        } ?? false
+        guard finished else { throw TestFailure("the stream had sent only \(count) events after \(timeout)") }
         return sent
     }
 

@@ -4,8 +4,8 @@ import KafkaTestSupport
 import Testing
 
 /// `--delivery exactly-once` on Tansu across a crash (kill -9, restart with the same transactional id), a
-/// rebalance, and two replicas misconfigured with one transactional id; outputs read as a `read_committed`
-/// consumer.
+/// rebalance, the crash of one of two replicas, and two replicas misconfigured with one transactional id;
+/// outputs read as a `read_committed` consumer.
 @Suite struct ExactlyOnceTests {
     @Test("exactly-once: after kill -9 and a restart, a read_committed reader sees every event's output",
           .enabled(if: E2EFixtures.sharedDataPresent, "needs ../shared/models and ../shared/data"),
@@ -143,6 +143,87 @@ import Testing
                 withKnownIssue("Tansu 0.6 does not filter aborted transactions", isIntermittent: true) {
                     #expect(duplicates.isEmpty, "\(duplicates.count) events seen twice: \(duplicates.idList)")
                 }
+            }
+        }
+    }
+
+    @Test("exactly-once: kill -9 of one of two replicas; the other takes its partitions over, the killed one restarts; each event answered",
+          .enabled(if: E2EFixtures.sharedDataPresent, "needs ../shared/models and ../shared/data"),
+          .timeLimit(.minutes(8)))
+    func killOneOfTwoReplicas() async throws {
+        try ProductBinaries.require()
+        let input = try await TestBroker.createTopic("e2e-eos-k2-in", partitions: 4)
+        let output = try await TestBroker.createTopic("e2e-eos-k2-out", partitions: 2)
+        let dlq = try await TestBroker.createTopic("e2e-eos-k2-dlq", partitions: 1)
+        let group = TestBroker.uniqueTopic("e2e-eos-k2-group")
+        func arguments(_ instance: String) -> [String] {
+            E2EFixtures.runArguments(
+                input: input, output: output, dlq: dlq, group: group,
+                extra: ["--model", E2EFixtures.modelDirectory("v2").path, "--delivery", "exactly-once",
+                        // Each replica's transactional id, <group>-<instance>, is its own and survives its restart.
+                        "--instance-id", instance,
+                        // Tansu 0.6 never completes cooperative-sticky's second phase.
+                        "--kafka", "partition.assignment.strategy=range",
+                        // The killed member never leaves the group: let the group drop it after 10 s, not 45.
+                        "--kafka", "session.timeout.ms=10000"])
+        }
+
+        try await withE2EScope { scope in
+            let feed = try scope.feed(topic: input, malformedEvery: 25)
+            let recorder = try await scope.recorder(results: output, deadLetters: dlq, isolation: .readCommitted)
+            try await feed.send(count: 60)
+            let a = try scope.stream("eos-k2-a", arguments("replica-a"))
+            try await a.waitForLog("[StreamPipeline] partitions assigned", timeout: .seconds(120))
+            let b = try scope.stream("eos-k2-b", arguments("replica-b"))
+            try await waitFor("both replicas owning partitions", timeout: .seconds(120), b) {
+                !ServiceLog.ownedPartitions(in: a.log).isEmpty && !ServiceLog.ownedPartitions(in: b.log).isEmpty
+            }
+            feed.startStreaming(pacing: .milliseconds(50), limit: 300, answered: { recorder.outputs.count }, maxAhead: 60)
+            try await recorder.awaitMore(20, "committed outputs while both replicas serve", logs: { scope.logTails() })
+            let bOwned = ServiceLog.ownedPartitions(in: b.log)
+
+            let killedAt = ContinuousClock.now
+            b.kill()
+            #expect(try await b.waitForExit(timeout: .seconds(10)) == .signalled(SIGKILL))
+            // Tansu hides open transactions from read_committed readers, so what is visible now was committed.
+            let committedBeforeKill = Set(recorder.outputs.all.map(\.eventID))
+            try await waitFor("A owning all 4 partitions after B's session timed out", timeout: .seconds(120), a) {
+                ServiceLog.ownedPartitions(in: a.log).count == 4
+            }
+            let takeover = ContinuousClock.now - killedAt
+
+            // B's last transaction stays open until its transactional id is used again: its restart (as a
+            // StatefulSet restarts a pod under the same name) fences and aborts it, so the outputs partitions'
+            // last stable offset moves on and A's committed results become visible.
+            let restarted = try scope.stream("eos-k2-b-again", arguments("replica-b"))
+            try await restarted.waitForLog("[StreamPipeline] partitions assigned", timeout: .seconds(120))
+            let sent = try await feed.finishStreaming()
+            let outputs = try await recorder.wait(
+                for: "a committed output for each of the \(sent.count) events", timeout: .seconds(180),
+                progress: { "\($0.missing(sent).count) events without output: \($0.missing(sent).idList)\n\(scope.logTails())" }) {
+                $0.coversAll(sent)
+            }
+            a.terminate()
+            restarted.terminate()
+            #expect(try await a.waitForExit(timeout: .seconds(40)) == .exited(0), "\(a.logTail())")
+            #expect(try await restarted.waitForExit(timeout: .seconds(40)) == .exited(0), "\(restarted.logTail())")
+
+            let seenTwice = outputs.duplicated(sent)
+            // Strict on Tansu: a committed transaction's offsets are honoured by the partitions' next owner.
+            let redone = seenTwice.filter { committedBeforeKill.contains($0.id) }
+            let twiceIDs = Set(seenTwice.map(\.id))
+            let twiceOnB = Set(outputs.all.filter { twiceIDs.contains($0.eventID) && bOwned.contains(Int($0.source?.partition ?? -1)) }.map(\.eventID))
+            print("[e2e] exactly-once, kill -9 of one of two replicas (Tansu, range): sent \(sent.count), "
+                  + "delivered \(outputs.count), lost \(outputs.missing(sent).count), duplicates \(seenTwice.count) "
+                  + "(of which committed before the kill: \(redone.count); of B's partitions: \(twiceOnB.count)), "
+                  + "dead letters \(outputs.all.filter { $0.deadLetter != nil }.count); "
+                  + "B owned \(bOwned.sorted()); A owned all 4 partitions \(takeover) after the kill")
+            #expect(outputs.undecodable.isEmpty)
+            #expect(outputs.missing(sent).isEmpty)
+            #expect(redone.isEmpty, "events committed before the kill were processed again: \(redone.idList)")
+            // The killed replica's open transaction is aborted; Kafka hides its records, Tansu 0.6 does not.
+            withKnownIssue("Tansu 0.6 does not filter aborted transactions", isIntermittent: true) {
+                #expect(seenTwice.isEmpty, "\(seenTwice.count) events seen twice by a read_committed reader: \(seenTwice.idList)")
             }
         }
     }

@@ -11,6 +11,8 @@ struct Outputs: Sendable {
         let deadLetter: DeadLetter?
         /// The event id: the result's `id`, or the dead-lettered record's key.
         let eventID: String
+        /// Where the event was read from.
+        var source: SourceCoordinates? { result?.source ?? deadLetter?.source }
     }
 
     let resultTopic: String

@@ -53,7 +53,7 @@ import Glibc
             // Published by the killed instance but at or after its partition's committed offset: the only events
             // a restart may legitimately redo.
             let uncommittedPublished = Set(firstOutputs.all.compactMap { output -> String? in
-                guard let source = output.result?.source ?? output.deadLetter?.source else { return nil }
+                guard let source = output.source else { return nil }
                 let mark = committed[source.partition] ?? nil
                 return mark.map { source.offset >= $0 } ?? true ? output.eventID : nil
             })
