@@ -79,6 +79,13 @@ struct TransactionTests {
             #expect(first == ["marker"])
         }
         await consumer.close()
+
+        // What Tansu does write are the markers, so tests can tell aborted records from committed ones.
+        let log = try TransactionLog.read(topics: [topic: 1])
+        let outcomes = (0..<3).map { log.outcome(of: RecordPosition(topic: topic, partition: 0, offset: $0)) }
+        print("[txn] \(topic): offsets 0-2 \(outcomes.map { $0.map { "\($0)" } ?? "marker" }), commit markers \(log.commits), abort markers \(log.aborts)")
+        #expect(log.aborts == 1 && log.commits == 1)
+        #expect(outcomes.compactMap { $0 } == [.aborted, .committed], "the aborted record, then the marker record")
     }
 
     @Test("a second producer with the same transactional.id fences the first")

@@ -4,8 +4,10 @@ import KafkaTestSupport
 import Testing
 
 /// `--delivery exactly-once` on Tansu across a crash (kill -9, restart with the same transactional id), a
-/// rebalance, the crash of one of two replicas, and two replicas misconfigured with one transactional id;
-/// outputs read as a `read_committed` consumer.
+/// rebalance, the crash of one of two replicas, and two replicas misconfigured with one transactional id.
+/// Outputs are read as a `read_committed` consumer; since Tansu 0.6 serves aborted transactions' records to
+/// it, exactly once is asserted on the records the log's transaction markers place in committed
+/// transactions (`CommittedView`), which is what a Kafka broker serves.
 @Suite struct ExactlyOnceTests {
     @Test("exactly-once: after kill -9 and a restart, a read_committed reader sees every event's output",
           .enabled(if: E2EFixtures.sharedDataPresent, "needs ../shared/models and ../shared/data"),
@@ -57,32 +59,28 @@ import Testing
 
             #expect(outputs.undecodable.isEmpty)
             #expect(outputs.missing(sent).isEmpty)
-            // The killed instance's open transaction is aborted when the restarted producer (same
-            // transactional id) fences it. Kafka then hides its results from read_committed readers for good.
-            // Tansu 0.6 hides them only while the transaction is open (its last stable offset works: at the
-            // kill a read_committed reader sees fewer outputs than the log holds) and delivers them once it
-            // is aborted, so those events show up twice. Whether any do depends on where the kill lands; the
-            // product's side (every event answered, committed offsets honoured) is asserted above.
             let seenTwice = outputs.duplicated(sent)
-            // What the product itself guarantees, whatever the broker does with aborts: a committed
-            // transaction's events are never redone (their offsets were committed with them).
+            // A committed transaction's events are never redone: their offsets were committed with them.
             let redone = seenTwice.filter { committedBeforeKill.contains($0.id) }
             #expect(redone.isEmpty, "events committed before the kill were processed again: \(redone.idList)")
-            withKnownIssue("Tansu 0.6 does not filter aborted transactions", isIntermittent: true) {
-                #expect(seenTwice.isEmpty, "\(seenTwice.count) events seen twice by a read_committed reader: \(seenTwice.idList)")
-            }
             let physical = try await everything.wait(for: "the uncommitted view of every output", timeout: .seconds(30)) {
                 $0.coversAll(sent)
             }
-            print("[e2e] exactly-once, kill -9 then restart (Tansu): sent \(sent.count), delivered \(outputs.count), "
-                  + "lost \(outputs.missing(sent).count), duplicates \(seenTwice.count) (of which committed before the kill: \(redone.count))")
-            print("[e2e] exactly-once: kill -9 with \(beforeRestart.committed) committed and \(beforeRestart.inLog) outputs in the log "
-                  + "(open transaction seen: \(openTransactionSeen)), \(sent.count) events; "
-                  + "\(seenTwice.count) seen twice by read_committed, "
-                  + "\(physical.duplicated(sent).count) twice in the log (read_uncommitted)")
-
             second.terminate()
             #expect(try await second.waitForExit(timeout: .seconds(40)) == .exited(0), "\(second.logTail())")
+
+            // The killed instance's open transaction was aborted when the restarted producer (same
+            // transactional id) fenced it. Kafka hides its results from read_committed readers; Tansu 0.6 hides
+            // them only while the transaction is open and serves them once aborted, so the events it held show
+            // up twice above. The markers in the log tell them apart: exactly once is asserted on what Kafka serves.
+            let view = try CommittedView(try await recorder.readToEnd(topics: [output: 2, dlq: 1]), topics: [output: 2, dlq: 1])
+            view.expectExactlyOnce(sent)
+            print("[e2e] exactly-once, kill -9 then restart (Tansu): sent \(sent.count), as Tansu serves read_committed: "
+                  + "delivered \(outputs.count), lost \(outputs.missing(sent).count), duplicates \(seenTwice.count) "
+                  + "(of which committed before the kill: \(redone.count)); " + view.summary(sent))
+            print("[e2e] exactly-once: kill -9 with \(beforeRestart.committed) committed and \(beforeRestart.inLog) outputs in the log "
+                  + "(open transaction seen: \(openTransactionSeen)), \(sent.count) events; "
+                  + "\(physical.duplicated(sent).count) twice in the log (read_uncommitted)")
         }
     }
 
@@ -128,22 +126,15 @@ import Testing
 
             let aborts = [first, second].map { $0.log.components(separatedBy: "aborting the transaction").count - 1 }.reduce(0, +)
             let revocations = first.log.components(separatedBy: "partitions revoked").count - 1
-            let duplicates = outputs.duplicated(sent)
-            print("[e2e] exactly-once, second replica joins mid-stream (Tansu, range): sent \(sent.count), "
-                  + "delivered \(outputs.all.count), lost \(outputs.missing(sent).count), duplicates \(duplicates.count); "
-                  + "revocations of the first replica \(revocations), transactions aborted \(aborts)")
+            // An aborted transaction's records are served by Tansu 0.6 but not by Kafka: assert on Kafka's view.
+            let view = try CommittedView(outputs, topics: [output: 2, dlq: 1])
+            print("[e2e] exactly-once, second replica joins mid-stream (Tansu, range): sent \(sent.count), as Tansu serves "
+                  + "read_committed: delivered \(outputs.all.count), lost \(outputs.missing(sent).count), "
+                  + "duplicates \(outputs.duplicated(sent).count); " + view.summary(sent)
+                  + "; revocations of the first replica \(revocations), transactions aborted \(aborts)")
             #expect(revocations >= 1, "the join must have revoked partitions of the first replica")
             #expect(outputs.undecodable.isEmpty)
-            #expect(outputs.missing(sent).isEmpty)
-            if aborts == 0 {
-                // No transaction was aborted, so every record in the log belongs to a committed transaction,
-                // and Tansu's missing abort filtering cannot matter: this is a strict check on Tansu.
-                #expect(duplicates.isEmpty, "\(duplicates.count) events answered twice: \(duplicates.idList)")
-            } else {
-                withKnownIssue("Tansu 0.6 does not filter aborted transactions", isIntermittent: true) {
-                    #expect(duplicates.isEmpty, "\(duplicates.count) events seen twice: \(duplicates.idList)")
-                }
-            }
+            view.expectExactlyOnce(sent)
         }
     }
 
@@ -209,22 +200,19 @@ import Testing
             #expect(try await restarted.waitForExit(timeout: .seconds(40)) == .exited(0), "\(restarted.logTail())")
 
             let seenTwice = outputs.duplicated(sent)
-            // Strict on Tansu: a committed transaction's offsets are honoured by the partitions' next owner.
+            // A committed transaction's offsets are honoured by the partitions' next owner.
             let redone = seenTwice.filter { committedBeforeKill.contains($0.id) }
-            let twiceIDs = Set(seenTwice.map(\.id))
-            let twiceOnB = Set(outputs.all.filter { twiceIDs.contains($0.eventID) && bOwned.contains(Int($0.source?.partition ?? -1)) }.map(\.eventID))
-            print("[e2e] exactly-once, kill -9 of one of two replicas (Tansu, range): sent \(sent.count), "
-                  + "delivered \(outputs.count), lost \(outputs.missing(sent).count), duplicates \(seenTwice.count) "
-                  + "(of which committed before the kill: \(redone.count); of B's partitions: \(twiceOnB.count)), "
-                  + "dead letters \(outputs.all.filter { $0.deadLetter != nil }.count); "
-                  + "B owned \(bOwned.sorted()); A owned all 4 partitions \(takeover) after the kill")
             #expect(outputs.undecodable.isEmpty)
             #expect(outputs.missing(sent).isEmpty)
             #expect(redone.isEmpty, "events committed before the kill were processed again: \(redone.idList)")
-            // The killed replica's open transaction is aborted; Kafka hides its records, Tansu 0.6 does not.
-            withKnownIssue("Tansu 0.6 does not filter aborted transactions", isIntermittent: true) {
-                #expect(seenTwice.isEmpty, "\(seenTwice.count) events seen twice by a read_committed reader: \(seenTwice.idList)")
-            }
+            // The killed replica's open transaction is aborted; Kafka hides its records, Tansu 0.6 serves them.
+            let view = try CommittedView(try await recorder.readToEnd(topics: [output: 2, dlq: 1]), topics: [output: 2, dlq: 1])
+            view.expectExactlyOnce(sent)
+            print("[e2e] exactly-once, kill -9 of one of two replicas (Tansu, range): sent \(sent.count), as Tansu serves "
+                  + "read_committed: delivered \(outputs.count), lost \(outputs.missing(sent).count), duplicates \(seenTwice.count) "
+                  + "(of which committed before the kill: \(redone.count)); " + view.summary(sent)
+                  + "; dead letters \(view.committed.all.filter { $0.deadLetter != nil }.count); "
+                  + "B owned \(bOwned.sorted()); A owned all 4 partitions \(takeover) after the kill")
         }
     }
 
@@ -295,24 +283,24 @@ import Testing
             let redone = seenTwice.filter { committedBeforeSecond.contains($0.id) }
             #expect(redone.isEmpty, "events committed before the fence were processed again: \(redone.idList)")
             #expect(outputs.undecodable.isEmpty)
-            if takeover != nil {
-                #expect(outputs.missing(sent).isEmpty)
-                // The fenced replica's open transaction is aborted when the second producer takes the id. Kafka
-                // hides an aborted transaction's records from read_committed readers; Tansu 0.6 delivers them
-                // once aborted, so its events can show up twice here. Zero duplicates is proven on Apache Kafka
-                // only (and the fenced path on librdkafka's mock cluster: ExactlyOnceMockTests).
-                withKnownIssue("Tansu 0.6 does not filter aborted transactions", isIntermittent: true) {
-                    #expect(seenTwice.isEmpty, "\(seenTwice.count) events seen twice by a read_committed reader: \(seenTwice.idList)")
-                }
-            }
-            print("[e2e] exactly-once, two replicas with one transactional.id (Tansu, range): sent \(sent.count), "
-                  + "delivered \(outputs.count), lost \(outputs.missing(sent).count), duplicates \(seenTwice.count) "
-                  + "(of which committed before the second replica started: \(redone.count)); "
-                  + "\(committedBeforeSecond.count) committed before it; first replica: \(firstExit); "
-                  + "second replica took over: \(takeover != nil)")
-
+            if takeover != nil { #expect(outputs.missing(sent).isEmpty) }
             second.terminate()
             #expect(try await second.waitForExit(timeout: .seconds(40)) == .exited(0), "\(second.logTail())")
+
+            // The fenced replica's open transaction is aborted when the second producer takes the id. Kafka
+            // hides an aborted transaction's records from read_committed readers; Tansu 0.6 serves them once
+            // aborted. The markers in the log tell them apart.
+            var committedSummary = "not counted: the second replica never took over"
+            if takeover != nil {
+                let view = try CommittedView(try await recorder.readToEnd(topics: [output: 2, dlq: 1]), topics: [output: 2, dlq: 1])
+                view.expectExactlyOnce(sent)
+                committedSummary = view.summary(sent)
+            }
+            print("[e2e] exactly-once, two replicas with one transactional.id (Tansu, range): sent \(sent.count), "
+                  + "as Tansu serves read_committed: delivered \(outputs.count), lost \(outputs.missing(sent).count), "
+                  + "duplicates \(seenTwice.count) (of which committed before the second replica started: \(redone.count)); "
+                  + committedSummary + "; \(committedBeforeSecond.count) committed before it; first replica: \(firstExit); "
+                  + "second replica took over: \(takeover != nil)")
         }
     }
 }

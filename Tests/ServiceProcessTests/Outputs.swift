@@ -2,6 +2,7 @@ import Foundation
 import Kafka
 import KafkaTestSupport
 import StreamPipeline
+import Testing
 
 /// The service's outputs (results and dead letters), decoded and indexed by event.
 struct Outputs: Sendable {
@@ -60,6 +61,50 @@ struct Outputs: Sendable {
     }
 
     var results: [EnrichedResult] { all.compactMap(\.result) }
+
+    /// The outputs a `read_committed` reader sees on a broker that filters aborted transactions (Kafka):
+    /// those `log` places in committed transactions or outside any.
+    func committed(in log: TransactionLog) -> Outputs {
+        var kept = Outputs(resultTopic: resultTopic)
+        for record in all.map(\.record) + undecodable {
+            switch log.outcome(of: RecordPosition(topic: record.topic, partition: record.partition, offset: record.offset)) {
+            case .committed?, .notTransactional?: kept.append(record)
+            case .aborted?, .open?, nil: continue
+            }
+        }
+        return kept
+    }
+}
+
+/// Exactly-once as Kafka would show it, on Tansu 0.6: Tansu serves aborted transactions' records to
+/// `read_committed` readers, but writes the markers that end them; read from the log (`TransactionLog`),
+/// they split what Tansu served into what Kafka would serve and the aborted records on top.
+struct CommittedView {
+    /// What a `read_committed` reader of Kafka sees.
+    let committed: Outputs
+    /// Records of aborted (or still open) transactions that Tansu served as well.
+    let abortedServed: Int
+
+    /// `outputs` must have been read to the end of `topics` after every producer stopped.
+    init(_ outputs: Outputs, topics: [String: Int32]) throws {
+        committed = outputs.committed(in: try TransactionLog.read(topics: topics))
+        abortedServed = outputs.count - committed.count
+    }
+
+    /// The exactly-once promise: every event of `sent` has exactly one committed output.
+    func expectExactlyOnce(_ sent: [SentEvent], sourceLocation: SourceLocation = #_sourceLocation) {
+        let missing = committed.missing(sent), twice = committed.duplicated(sent)
+        #expect(missing.isEmpty, "events without a committed output: \(missing.idList)", sourceLocation: sourceLocation)
+        #expect(twice.isEmpty, "events with two committed outputs: \(twice.idList)", sourceLocation: sourceLocation)
+        #expect(committed.undecodable.isEmpty, sourceLocation: sourceLocation)
+    }
+
+    /// The counts a fault test prints, as Kafka's `read_committed` reader would see them.
+    func summary(_ sent: [SentEvent]) -> String {
+        "in committed transactions (what Kafka serves read_committed): delivered \(committed.count), "
+            + "lost \(committed.missing(sent).count), duplicates \(committed.duplicated(sent).count); "
+            + "aborted records Tansu served besides \(abortedServed)"
+    }
 }
 
 extension Array where Element == SentEvent {
