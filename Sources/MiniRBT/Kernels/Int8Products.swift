@@ -99,6 +99,12 @@ final class Int8Linear {
     /// oneDNN only: the weight layout and one primitive per padded row count, made on first use.
     private var layout: dnnl_memory_desc_t?
     private var matmuls: [Int: Int8Matmul] = [:]
+    private var refusedRows: Set<Int> = []
+    /// oneDNN only: the row count the weight layout was chosen for, whose primitive always exists.
+    private static let layoutRows = 128
+    /// oneDNN only: staging for row counts without a primitive of their own (``multiplyInBlocks``).
+    private var blockSource: UnsafeMutablePointer<Int8>?
+    private var blockSums: UnsafeMutablePointer<Int32>?
 
     init(_ layer: LinearWeights, backend: Int8Backend, stream: DNNLStream) throws(KernelError) {
         let (inputs, outputs) = (layer.inputSize, layer.outputSize)
@@ -131,11 +137,11 @@ final class Int8Linear {
             i8_pack_weights(quantized.baseAddress, inputs, outputs, packed)
         case .oneDNN:
             do {
-                let chooser = try Int8Matmul(rows: 128, inputs: inputs, outputs: outputs, weightsLayout: nil)
+                let chooser = try Int8Matmul(rows: Self.layoutRows, inputs: inputs, outputs: outputs, weightsLayout: nil)
                 var chosen = chooser.weights.layout
                 packed = .allocate(byteCount: max(dnnl_memory_desc_get_size(&chosen), 1), alignment: 64)
                 layout = chosen
-                matmuls[128] = chooser
+                matmuls[Self.layoutRows] = chooser
                 try DNNL.reorder(DNNLMemory(DNNL.layout([inputs, outputs], dnnl_s8, dnnl_ba), data: quantized.baseAddress),
                                  into: DNNLMemory(chosen, data: packed), stream: stream)
             } catch {
@@ -150,6 +156,8 @@ final class Int8Linear {
         packed.deallocate()
         columnScales.deallocate()
         bias.deallocate()
+        blockSource?.deallocate()
+        blockSums?.deallocate()
     }
 
     /// `accumulators[r][c] = Σₖ source[r][k] · w[c][k]` for `rows` rows (row strides `inputs` and
@@ -169,14 +177,44 @@ final class Int8Linear {
         case .oneDNN:
             let padded = RowPadding.rows(for: rows)
             source.advanced(by: rows * inputs).update(repeating: 0, count: (padded - rows) * inputs)
-            guard let matmul = matmul(rows: padded) else { return false }
+            guard let matmul = matmul(rows: padded) else {
+                return multiplyInBlocks(source, rows: rows, into: accumulators, stream: stream)
+            }
             return matmul.run(source: source, weights: packed, into: accumulators, stream: stream)
         }
     }
 
+    /// The product through the primitive the weight layout was chosen with, ``layoutRows`` rows at a time.
+    ///
+    /// oneDNN does not offer a JIT kernel for every row count with a given weight layout (on AMX, a
+    /// 32-column layer has none at 8 rows). Running such a batch's layer in fp32 would make a text's result
+    /// depend on its batch; the integer product computed in blocks is the same exact product.
+    private func multiplyInBlocks(_ source: UnsafePointer<Int8>, rows: Int, into accumulators: UnsafeMutablePointer<Int32>,
+                                  stream: DNNLStream) -> Bool {
+        let block = Self.layoutRows
+        guard let matmul = matmuls[block] else { return false }
+        let staged = blockSource ?? .allocate(capacity: block * inputs)
+        let sums = blockSums ?? .allocate(capacity: block * outputs)
+        (blockSource, blockSums) = (staged, sums)
+        for start in stride(from: 0, to: rows, by: block) {
+            let count = min(block, rows - start)
+            staged.update(from: source + start * inputs, count: count * inputs)
+            (staged + count * inputs).update(repeating: 0, count: (block - count) * inputs)
+            guard matmul.run(source: staged, weights: packed, into: sums, stream: stream) else { return false }
+            (accumulators + start * outputs).update(from: sums, count: count * outputs)
+        }
+        return true
+    }
+
+    /// The primitive for `rows` rows, or nil when oneDNN has none (remembered: asking again costs a failed
+    /// primitive creation per batch).
     private func matmul(rows: Int) -> Int8Matmul? {
         if let existing = matmuls[rows] { return existing }
-        guard let made = try? Int8Matmul(rows: rows, inputs: inputs, outputs: outputs, weightsLayout: layout) else { return nil }
+        guard !refusedRows.contains(rows),
+              let made = try? Int8Matmul(rows: rows, inputs: inputs, outputs: outputs, weightsLayout: layout) else {
+            refusedRows.insert(rows)
+            return nil
+        }
         matmuls[rows] = made
         return made
     }
