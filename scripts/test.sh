@@ -27,7 +27,7 @@ swift test --skip-build "$@"
 # fp32) and SSE4.1 (no fast reduced precision at all: every session falls back to fp32).
 for cap in AVX2 SSE41; do
   echo "[test] precision and engine tests with MINIRBT_MAX_CPU_ISA=$cap"
-  MINIRBT_MAX_CPU_ISA=$cap swift test --skip-build --filter 'PrecisionTests|EncoderTests|VectorMathTests|RealModelTests' "$@"
+  MINIRBT_MAX_CPU_ISA=$cap swift test --skip-build --filter 'PrecisionTests|Int8ProductTests|EncoderTests|VectorMathTests|RealModelTests' "$@"
 done
 
 # Every parser of outside bytes (events, tokenizer, checkpoints, control messages, manifests, configs)
