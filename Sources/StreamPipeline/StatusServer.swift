@@ -84,9 +84,15 @@ public final class StatusServer: Service, Sendable {
             .bind(host: host, port: port).get()
         boundAddress.withLock { $0 = channel.localAddress }
         logger.info("status server listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
-        await withGracefulShutdownHandler {
-            try? await channel.closeFuture.get()
-        } onGracefulShutdown: {
+        // Ends on graceful shutdown and on cancellation alike: a service group cancels its services when one
+        // of them fails, and a server still waiting for its channel to close would keep the process alive.
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                try? await channel.closeFuture.get()
+            } onGracefulShutdown: {
+                channel.close(promise: nil)
+            }
+        } onCancel: {
             channel.close(promise: nil)
         }
     }

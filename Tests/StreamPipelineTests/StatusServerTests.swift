@@ -153,4 +153,26 @@ import Glibc
             print("status server: 3 idle connections held, 1 refused over the cap, served again after they closed")
         }
     }
+
+    @Test("a cancelled status server stops: a failing service group cannot be kept alive by it")
+    func cancellationStopsTheServer() async throws {
+        var logger = Logger(label: "status-tests")
+        logger.logLevel = .warning
+        let server = StatusServer(host: "127.0.0.1", port: 0, logger: logger, renderMetrics: { [] }, readiness: { nil })
+        let finished = Atomic<Bool>(false)
+        let running = Task {
+            try? await server.run()
+            finished.store(true, ordering: .relaxed)
+        }
+        try await withDeadline(.seconds(10), "the status server's port") {
+            while server.localPort == nil { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        running.cancel()
+        // Polled rather than awaited: a server that ignores cancellation must fail this test, not hang it.
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(10)
+        while !finished.load(ordering: .relaxed) && clock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        let stopped = finished.load(ordering: .relaxed)
+        #expect(stopped, "the status server was still running 10 s after its task was cancelled")
+    }
 }
