@@ -195,7 +195,10 @@ struct ProducerConsumerTests {
         } catch {
             #expect(error.name == "_UNKNOWN_PARTITION" || error.name == "_MSG_TIMED_OUT", "got \(error)")
         }
-        #expect(clock.now - started < .seconds(15))
+        // It fails instead of waiting for ever; the bound leaves room for a loaded 2-core machine (18 s seen
+        // in CI against the 5 s message timeout), it does not time librdkafka.
+        let elapsed = clock.now - started
+        #expect(elapsed < .seconds(60), "the delivery report came \(elapsed) after the send, message timeout 5 s")
         await producer.close()
     }
 }
