@@ -65,6 +65,22 @@ final class LinearPrimitive {
 
     var weightsLayout: dnnl_memory_desc_t { weights.layout }
 
+    /// The primitive for `key` in the weight layout it computes fastest with: oneDNN's own choice, except that
+    /// a plain row-major choice gets rows padded by 64 bytes.
+    ///
+    /// oneDNN chooses plain weights for its generic gemm (its only fp32 matmul without AVX-512), which reads
+    /// them in place when the batch is small. Rows of exactly 4 KB — the 1024 columns of the FFN-in layer of
+    /// every H256 model — then all fall into the same L1 cache sets and that product ran at half speed up to
+    /// ~128 rows (61 against 122 GFLOPS on one core under the AVX2 cap; bench/README.md "Padded weight rows").
+    static func choosingLayout(_ key: Key) throws(KernelError) -> LinearPrimitive {
+        let chosen = try LinearPrimitive(key, weightsLayout: nil)
+        var layout = chosen.weightsLayout
+        var plain = DNNL.layout([key.inputs, key.outputs], layout.data_type, dnnl_ab)
+        guard dnnl_memory_desc_equal(&layout, &plain) != 0 else { return chosen }
+        let padded = DNNL.layout([key.inputs, key.outputs], layout.data_type, strides: [key.outputs + 16, 1])
+        return (try? LinearPrimitive(key, weightsLayout: padded)) ?? chosen
+    }
+
     /// Runs with memory already pointed at by `source`, `weights`, `destination` and `bias`.
     /// - Returns: false when oneDNN refused to run.
     func execute(on stream: DNNLStream) -> Bool {

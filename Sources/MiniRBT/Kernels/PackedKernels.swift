@@ -247,9 +247,9 @@ package final class PackedKernels: ComputeKernels {
     /// The weight layouts known for `shape`, starting with the one oneDNN picks at `referenceRows`.
     private func weightLayouts(_ shape: LayoutKey) throws(KernelError) -> [dnnl_memory_desc_t] {
         if let known = weightLayouts[shape] { return known }
-        let chooser = try LinearPrimitive(LinearPrimitive.Key(inputs: shape.inputs, outputs: shape.outputs, rows: Self.referenceRows,
-                                                              precision: shape.precision, epilogue: .bias),
-                                          weightsLayout: nil)
+        let chooser = try LinearPrimitive.choosingLayout(LinearPrimitive.Key(inputs: shape.inputs, outputs: shape.outputs,
+                                                                             rows: Self.referenceRows, precision: shape.precision,
+                                                                             epilogue: .bias))
         weightLayouts[shape] = [chooser.weightsLayout]
         primitives[chooser.key] = PreparedProduct(primitive: chooser, layout: 0)
         return [chooser.weightsLayout]
@@ -265,7 +265,7 @@ package final class PackedKernels: ComputeKernels {
         if let shared = try? LinearPrimitive(key, weightsLayout: layouts[0]) {
             prepared = PreparedProduct(primitive: shared, layout: 0)
         } else {
-            let own = try LinearPrimitive(key, weightsLayout: nil)
+            let own = try LinearPrimitive.choosingLayout(key)
             var chosen = own.weightsLayout
             let index = layouts.firstIndex { known in
                 var known = known
