@@ -108,7 +108,7 @@ let package = Package(
         .testTarget(name: "StreamPipelineTests",
                     dependencies: ["StreamPipeline", "KafkaTestSupport", .product(name: "Crypto", package: "swift-crypto")],
                     linkerSettings: rdkafkaRPath),
-        .testTarget(name: "StreamCLITests", dependencies: ["StreamCLI", "Kafka", "KafkaTestSupport"], linkerSettings: rdkafkaRPath),
+        .testTarget(name: "StreamCLITests", dependencies: ["StreamCLI", "Kafka", "KafkaTestSupport", "MiniRBT"], linkerSettings: rdkafkaRPath),
         .testTarget(name: "ModelControlTests", dependencies: ["ModelControl", "StreamPipeline", "KafkaTestSupport",
                                                               .product(name: "Crypto", package: "swift-crypto")],
                     linkerSettings: rdkafkaRPath),

@@ -298,8 +298,8 @@ def main():
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="oneDNN threads per shard; ONNX Runtime gets shards × threads")
     parser.add_argument("--rate", type=float, default=40.0, help="events/s of the latency phase")
-    parser.add_argument("--precision", default="int8", choices=["fp32", "bf16", "int8"],
-                        help="--precision of infer and run")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+                        help="--precision of infer and run (auto: the fastest on this CPU, the service's default)")
     parser.add_argument("--only", default="infer,run,python-ort,passthrough",
                         help="comma-separated contenders; also " + ", ".join(
                             f"{key} ({name.replace('%', '%%')})" for key, name in RUN_VARIANTS.items() if key != "run"))

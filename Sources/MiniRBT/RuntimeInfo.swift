@@ -49,6 +49,15 @@ public enum RuntimeInfo {
         }
     }
 
+    /// The precision ``Precision/default`` stands for on this CPU (see there for the measurements).
+    public static let fastestPrecision: Precision = {
+        applyCap()
+        let amx = dnnl_cpu_isa_avx512_core_amx.rawValue
+        if dnnl_get_effective_cpu_isa().rawValue & amx == amx, case .success = kernel(for: .bf16) { return .bf16 }
+        if case .success = kernel(for: .int8) { return .int8 }
+        return .fp32
+    }()
+
     /// Sets oneDNN's cap from `MINIRBT_MAX_CPU_ISA` before its first dispatch, when oneDNN's own
     /// variables are unset. Runs once; every path into oneDNN's kernels passes through here first.
     static func applyCap() { _ = capApplied }

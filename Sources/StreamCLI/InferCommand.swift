@@ -30,8 +30,9 @@ struct InferCommand: ParsableCommand {
     @Option(help: "oneDNN threads for the forward passes.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(help: "Format of the encoder's matrix products: fp32, bf16 or int8 (checked against fp32 on the first batch).")
-    var precision: Precision = .default
+    @Option(help: ArgumentHelp("Format of the encoder's matrix products, checked against fp32 on the first batch "
+                               + "(default: auto, the fastest on this CPU: \(Precision.default)).", valueName: "precision"))
+    var precision: Precision?
 
     @Flag(help: "Include the raw logits in every result.")
     var logits = false
@@ -54,7 +55,7 @@ struct InferCommand: ParsableCommand {
             throw ValidationError("--max-length \(maxLength) exceeds the model's max_position_embeddings (\(limit))")
         }
         let predictor = Predictor(threads: threads, maxLength: maxLength, includeLogits: logits, pooling: pooling,
-                                  precision: precision) { session in
+                                  precision: precision ?? .default) { session in
             if let warning = session.fallbackReason {
                 FileHandle.standardError.write(Data("minirbt-stream infer: \(warning)\n".utf8))
             }
@@ -87,4 +88,12 @@ struct InferCommand: ParsableCommand {
 }
 
 extension Pooling: ExpressibleByArgument {}
-extension Precision: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {
+    /// A precision's name, or `auto` for ``Precision/default``, the fastest on this CPU.
+    public init?(argument: String) {
+        guard let precision = argument == Precision.automatic ? .default : Precision(rawValue: argument) else { return nil }
+        self = precision
+    }
+
+    public static var allValueStrings: [String] { [automatic] + allCases.map(\.rawValue) }
+}

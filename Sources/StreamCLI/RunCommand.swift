@@ -224,7 +224,10 @@ struct RunCommand: AsyncParsableCommand {
         let serving = deployment.current.primary
         metrics.model(serving.identity, role: "primary", active: true)
         logger.info("model ready", metadata: ["name": "\(serving.identity.name)", "version": "\(serving.identity.version)",
-                                              "task": "\(serving.model.task)"])
+                                              "task": "\(serving.model.task)",
+                                              // What auto chose on this CPU; a model failing the check is served in
+                                              // fp32 (warning and minirbt_precision_info).
+                                              "precision": "\(options.stream.shard.precision)"])
 
         var teacher: TeacherLane?
         if let settings = options.teacher {

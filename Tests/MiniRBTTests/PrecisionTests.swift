@@ -98,6 +98,19 @@ import Testing
         #expect(["baseline", "AVX2", "AVX-512"].contains(RuntimeInfo.kernelLevel))
     }
 
+    /// The default follows the CPU (test.sh reruns this under the AVX2 and SSE4.1 caps): bf16 where its
+    /// products run on AMX tiles, int8 wherever int8 has a fast kernel, fp32 where neither does.
+    @Test func theDefaultIsTheFastestPrecisionOfThisCPU() throws {
+        let bf16 = try? RuntimeInfo.kernel(for: .bf16).get(), int8 = try? RuntimeInfo.kernel(for: .int8).get()
+        let expected: Precision = bf16?.contains("amx") == true ? .bf16 : int8 != nil ? .int8 : .fp32
+        #expect(Precision.default == expected, "bf16: \(bf16 ?? "none"), int8: \(int8 ?? "none")")
+        switch ProcessInfo.processInfo.environment[RuntimeInfo.instructionSetCapVariable] {
+        case "AVX2": #expect(Precision.default == .int8, "AVX2 has the engine's own int8 kernel")
+        case "SSE41": #expect(Precision.default == .fp32, "below AVX2 nothing is faster than fp32")
+        default: break
+        }
+    }
+
     @Test func agreementCountsEqualLabelsAndRefusalSaysWhy() throws {
         let model = try BertModel.load(directory: Self.tinyBert.appendingPathComponent("f32"))
         let exact = InferenceSession(model: model, threads: 1)

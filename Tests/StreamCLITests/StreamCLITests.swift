@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 @testable import Kafka
 import KafkaTestSupport
+import MiniRBT
 import Testing
 @testable import StreamCLI
 
@@ -79,6 +80,22 @@ import Testing
         #expect(options.kafka.bootstrapServers == ["a:9092", "b:9092"])
         #expect(options.kafka.properties["security.protocol"] == "SASL_SSL")
         #expect(options.stream.delivery == .atLeastOnce)
+        #expect(options.stream.shard.precision == Precision.default, "unset, the precision is auto")
+    }
+
+    /// `auto` is a spelling of the CPU's fastest precision, in a flag or in the variable; a precision's own
+    /// name always wins, and anything else is refused with the choices.
+    @Test func precisionAutoIsTheFastestOnThisCPU() throws {
+        let parse = { (arguments: [String], environment: [String: String]) throws -> Precision in
+            try RunOptions(try RunCommand.parse(["--input-topic", "t", "--model", "m"] + arguments), environment: environment)
+                .stream.shard.precision
+        }
+        #expect(try parse(["--precision", "auto"], [:]) == Precision.default)
+        #expect(try parse([], ["MINIRBT_PRECISION": "auto"]) == Precision.default)
+        #expect(try parse([], ["MINIRBT_PRECISION": "fp32"]) == .fp32)
+        #expect(try parse(["--precision", "bf16"], ["MINIRBT_PRECISION": "auto"]) == .bf16)
+        #expect { try parse([], ["MINIRBT_PRECISION": "fp16"]) } throws: { "\($0)".contains("one of auto, fp32, bf16, int8") }
+        #expect(RunSetting.precision.defaultValue == "auto")
     }
 
     @Test func badSettingsAreRefusedWithWhatWasExpected() throws {

@@ -16,11 +16,19 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
 }
 
 extension Precision {
-    /// What `infer` and `run` use unless told otherwise: int8, the fastest format that gives a text the same
-    /// result whatever batch it shares (each text's activations are scaled on their own) and agrees with
-    /// fp32 on the shared dev reviews (766 of 766 labels, logits within 0.02). Measured in bench/README.md:
-    /// 1.16–1.30× fp32 at one thread per shard on AVX2-only CPUs, about 2× with AVX-512 VNNI or AMX. A model
-    /// that fails the agreement check at load, or a CPU without a fast int8 kernel, is served in fp32 with a
-    /// warning. fp32, one flag away, stays the parity reference (transformers' logits to ~1e-6).
-    public static let `default` = Precision.int8
+    /// The spelling (`--precision auto`, `MINIRBT_PRECISION=auto`) that asks for ``default``: whatever is
+    /// fastest on the CPU the process runs on, so one setting serves a fleet of mixed machines.
+    public static let automatic = "auto"
+
+    /// What `infer` and `run` use unless told otherwise: the fastest precision on this CPU that gives a text
+    /// the same result whatever batch it shares and agrees with fp32 on the shared dev reviews (bf16 and int8
+    /// both: 766 of 766 labels). Measured in bench/README.md, which names the CPUs:
+    /// - **bf16** where its products run on AMX tiles (1.2–1.6× int8 there: int8 pays separate quantise and
+    ///   dequantise passes that bf16's fused epilogues do not);
+    /// - **int8** on every other CPU with a fast int8 kernel (AVX-512 VNNI, or the engine's own AVX2 kernel):
+    ///   about 1.5× bf16 with AVX-512 BF16 but no AMX, 1.16–1.30× fp32 on AVX2 alone;
+    /// - **fp32** below AVX2, where neither has a fast kernel.
+    /// Decided once per process, under `MINIRBT_MAX_CPU_ISA`. A model that fails the agreement check at load
+    /// is still served in fp32 with a warning; fp32, one flag away, stays the parity reference.
+    public static var `default`: Precision { RuntimeInfo.fastestPrecision }
 }
