@@ -100,9 +100,23 @@ final class ServiceProcess: Sendable {
     @discardableResult
     func waitForExit(timeout: Duration) async throws -> Exit {
         guard let outcome = try await withTimeout(timeout, { await self.exitMonitor.exited() }) ?? nil else {
-            throw TestFailure("\(name) (pid \(pid)) was still running \(timeout) later\n\(logTail())")
+            throw TestFailure("\(name) (pid \(pid)) was still running \(timeout) later\n\(kernelView)\n\(logTail())")
         }
         return outcome
+    }
+
+    /// What the kernel says of the process and each of its threads (state, name, where it sleeps): tells a
+    /// process wedged in its own teardown from one whose exit the test missed.
+    private var kernelView: String {
+        let root = "/proc/\(pid)"
+        func read(_ path: String) -> String {
+            ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let state = read("\(root)/status").split(separator: "\n").first { $0.hasPrefix("State:") } ?? "State: gone"
+        let threads = ((try? FileManager.default.contentsOfDirectory(atPath: "\(root)/task")) ?? []).sorted().map { tid in
+            "  \(tid) \(read("\(root)/task/\(tid)/comm")) in \(read("\(root)/task/\(tid)/wchan"))"
+        }
+        return "--- the kernel's view of pid \(pid): \(state) ---\n" + threads.joined(separator: "\n")
     }
 
     /// Waits until the log contains `text` (a line the service writes once); throws on timeout or when the
