@@ -74,7 +74,7 @@ import Testing
             // transactional id) fenced it. Kafka hides its results from read_committed readers; Tansu 0.6 hides
             // them only while the transaction is open and serves them once aborted, so the events it held show
             // up twice above. The markers in the log tell them apart: exactly once is asserted on what Kafka serves.
-            let view = try CommittedView(try await recorder.readToEnd(topics: [output: 2, dlq: 1]), topics: [output: 2, dlq: 1])
+            let view = try await recorder.committedToEnd(topics: [output: 2, dlq: 1])
             view.expectExactlyOnce(sent)
             print("[e2e] exactly-once, kill -9 then restart (Tansu): sent \(sent.count), as Tansu serves read_committed: "
                   + "delivered \(outputs.count), lost \(outputs.missing(sent).count), duplicates \(seenTwice.count) "
@@ -210,7 +210,7 @@ import Testing
             #expect(outputs.missing(sent).isEmpty)
             #expect(redone.isEmpty, "events committed before the kill were processed again: \(redone.idList)")
             // The killed replica's open transaction is aborted; Kafka hides its records, Tansu 0.6 serves them.
-            let view = try CommittedView(try await recorder.readToEnd(topics: [output: 2, dlq: 1]), topics: [output: 2, dlq: 1])
+            let view = try await recorder.committedToEnd(topics: [output: 2, dlq: 1])
             view.expectExactlyOnce(sent, producers: .several)
             print("[e2e] exactly-once, kill -9 of one of two replicas (Tansu, range): sent \(sent.count), as Tansu serves "
                   + "read_committed: delivered \(outputs.count), lost \(outputs.missing(sent).count), duplicates \(seenTwice.count) "
@@ -296,7 +296,7 @@ import Testing
             // aborted. The markers in the log tell them apart.
             var committedSummary = "not counted: the second replica never took over"
             if takeover != nil {
-                let view = try CommittedView(try await recorder.readToEnd(topics: [output: 2, dlq: 1]), topics: [output: 2, dlq: 1])
+                let view = try await recorder.committedToEnd(topics: [output: 2, dlq: 1])
                 view.expectExactlyOnce(sent, producers: .several)
                 committedSummary = view.summary(sent)
             }

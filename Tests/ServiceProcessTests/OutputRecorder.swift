@@ -135,4 +135,10 @@ extension OutputRecorder {
         for record in outputs.undecodable where record.keyText != tag { clean.append(record) }
         return clean
     }
+
+    /// Reads `topics` to their end (``readToEnd(topics:kafka:)``) and keeps the records of committed
+    /// transactions: what a Kafka broker serves read_committed readers, which Tansu does not filter.
+    func committedToEnd(topics: [String: Int32]) async throws -> CommittedView {
+        try CommittedView(try await readToEnd(topics: topics), topics: topics)
+    }
 }
