@@ -217,12 +217,20 @@ import Glibc
                   + "per-partition order kept: \(disorder.isEmpty); A published \(publishedByA) before it left; "
                   + "partitions logged as lost \(lostPartitions.sorted()), duplicates on \(duplicatedPartitions.sorted())")
             #expect(!ownedByB.isEmpty && ownedByA.isDisjoint(with: ownedByB), "A \(ownedByA.sorted()), B \(ownedByB.sorted())")
-            #expect((1..<4).contains(firstRevocation.count), "A's first revocation \(firstRevocation.sorted()) is not incremental")
             #expect(publishedByA > 0 && publishedByA < outputs.all.count, "A published \(publishedByA) of \(outputs.all.count)")
             tally.expectNoneLostOrDeadLettered()
             #expect(disorder.isEmpty, "results out of input order: \(disorder.prefix(5))")
             #expect(duplicatedPartitions.isSubset(of: lostPartitions), "redone although never lost: \(tally.duplicates.idList)")
-            #expect(duplicatedPartitions.isDisjoint(with: ownedByA), "A's graceful leave left work to redo: \(tally.duplicates.idList)")
+            // The mock can do to A what it does to B: answer an offset commit A sends while B joins with
+            // REBALANCE_IN_PROGRESS, then the retry with ILLEGAL_GENERATION, and librdkafka declares all of A's
+            // partitions lost. That path is eager by nature and A's uncommitted work is redone, still only on
+            // partitions logged as lost (checked above). Seen in 1 of 8 loaded CI runs.
+            let aLostItsPartitions = first.log.contains("[Kafka] partitions lost")
+            withKnownIssue("the mock cluster failed A's offset commit during the rebalance with ILLEGAL_GENERATION, so A's partitions were lost, not revoked incrementally",
+                           isIntermittent: true) {
+                #expect((1..<4).contains(firstRevocation.count), "A's first revocation \(firstRevocation.sorted()) is not incremental")
+                #expect(duplicatedPartitions.isDisjoint(with: ownedByA), "A's graceful leave left work to redo: \(tally.duplicates.idList)")
+            } when: { aLostItsPartitions }
             let thrice = tally.sent.filter { (outputs.byEventID[$0.id]?.count ?? 0) > 2 }
             #expect(thrice.isEmpty, "events output more than twice: \(thrice.idList)")
             try await second.expectCleanStop()
