@@ -152,6 +152,12 @@ final class Int8Linear {
         }
     }
 
+    /// Multiply-adds of the native kernel worth waking another team member for (~10 µs on a Zen 4 core
+    /// under the AVX2 cap, ~45 µs on Zen 3). The earlier bound, 32 K outputs (8 M multiply-adds for these
+    /// layers), kept every product of a single short text on one thread: MiniRBT-H256 int8 at B=1,S=32 on
+    /// 2 threads ran at its 1-thread speed (~450 sequences/s under the cap); with this bound, ~800–900.
+    static let nativeGrain = 1 << 20
+
     deinit {
         packed.deallocate()
         columnScales.deallocate()
@@ -168,8 +174,9 @@ final class Int8Linear {
         switch backend {
         case .native:
             let (inputs, outputs, packed) = (inputs, outputs, UnsafeRawPointer(packed))
-            // Rows are independent: each team member multiplies its own block of them.
-            OpenMPTeam.forEachChunk(of: rows, grain: max(1, 32_768 / max(outputs, 1))) { chunk, _ in
+            // Rows are independent: each team member multiplies its own block of them, at least
+            // `nativeGrain` multiply-adds' worth, so one short text is shared too.
+            OpenMPTeam.forEachChunk(of: rows, grain: max(1, Self.nativeGrain / max(inputs * outputs, 1))) { chunk, _ in
                 i8_gemm_s32(source + chunk.lowerBound * inputs, chunk.count, inputs, inputs, packed, outputs,
                             accumulators + chunk.lowerBound * outputs, outputs)
             }
