@@ -205,10 +205,12 @@ import Glibc
             // is pending (Kafka accepts a current-generation commit then), then B's SyncGroup with
             // ILLEGAL_GENERATION, so librdkafka declares B's partitions lost and B redoes what it had not
             // committed. Every duplicate must come from a partition a replica logged as lost.
-            let lostPartitions = Set([first, second].flatMap { replica in
+            // Each loss of a partition lets its uncommitted events be redone once more.
+            let losses = [first, second].flatMap { replica in
                 replica.log.split(separator: "\n").filter { $0.contains("[Kafka] partitions lost") }
                     .flatMap(ServiceLog.partitionNumbers(in:))
-            })
+            }
+            let lostPartitions = Set(losses)
             let duplicatedPartitions = Set(tally.duplicates.flatMap { event in
                 (outputs.byEventID[event.id] ?? []).compactMap { $0.result?.source.map { Int($0.partition) } }
             })
@@ -224,15 +226,21 @@ import Glibc
             // The mock can do to A what it does to B: answer an offset commit A sends while B joins with
             // REBALANCE_IN_PROGRESS, then the retry with ILLEGAL_GENERATION, and librdkafka declares all of A's
             // partitions lost. That path is eager by nature and A's uncommitted work is redone, still only on
-            // partitions logged as lost (checked above). Seen in 1 of 8 loaded CI runs.
+            // partitions logged as lost (checked above). Seen in 2 of 9 clean-clone CI runs on a loaded machine.
             let aLostItsPartitions = first.log.contains("[Kafka] partitions lost")
             withKnownIssue("the mock cluster failed A's offset commit during the rebalance with ILLEGAL_GENERATION, so A's partitions were lost, not revoked incrementally",
                            isIntermittent: true) {
                 #expect((1..<4).contains(firstRevocation.count), "A's first revocation \(firstRevocation.sorted()) is not incremental")
                 #expect(duplicatedPartitions.isDisjoint(with: ownedByA), "A's graceful leave left work to redo: \(tally.duplicates.idList)")
             } when: { aLostItsPartitions }
-            let thrice = tally.sent.filter { (outputs.byEventID[$0.id]?.count ?? 0) > 2 }
-            #expect(thrice.isEmpty, "events output more than twice: \(thrice.idList)")
+            // At most once plus once per loss of the event's partition (the mock took both replicas' partitions
+            // away in one loaded run, and events were then output three times, legitimately).
+            let beyondTheLosses = tally.sent.filter { event in
+                let results = outputs.byEventID[event.id] ?? []
+                let partition = results.compactMap { $0.result?.source.map { Int($0.partition) } }.first
+                return results.count > 1 + losses.filter { $0 == partition }.count
+            }
+            #expect(beyondTheLosses.isEmpty, "events output more often than their partition was lost, plus once: \(beyondTheLosses.idList)")
             try await second.expectCleanStop()
         }
         await feed.close()
