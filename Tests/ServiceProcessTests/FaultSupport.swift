@@ -17,6 +17,13 @@ final class FaultFeed: Sendable {
 
     var sent: [SentEvent] { sentEvents.withLock { $0 } }
 
+    /// Events to send before a stall (broker frozen or down, link cut), so that the service still has
+    /// fetched events to infer and publish when it begins: only a publish in flight can time out and be
+    /// retried. 160 was enough for a debug build on Zen 3 (~0.2 s per event per shard); on a Zen 4 twice as
+    /// fast as the one it was tuned on, the service published all 160 before the link was cut and never
+    /// logged a retry. Recovery waits allow for the slowest machine to work through the rest.
+    static let stallBacklog = 600
+
     func send(count: Int) async throws {
         let texts = E2EFixtures.reviewTexts
         for _ in 0..<count {

@@ -31,8 +31,9 @@ import Glibc
         }
 
         /// Moves the leadership of every partition of the three topics to `broker`.
-        func lead(with broker: Int32) throws {
-            for (topic, count) in partitions {
+        /// Makes `broker` the leader of every partition of `topics` (default: all of the cluster's topics).
+        func lead(_ topics: [String]? = nil, with broker: Int32) throws {
+            for (topic, count) in partitions where topics?.contains(topic) ?? true {
                 for partition in 0..<count { try mock.setLeader(topic: topic, partition: partition, broker: broker) }
             }
         }
@@ -51,15 +52,19 @@ import Glibc
 
     // MARK: leader down, failover, leader back
 
-    @Test("at-least-once: the partitions' leader goes down past message.timeout.ms, leadership fails over, the broker returns and leads again: not ready meanwhile, nothing lost or dead-lettered, no restart",
+    @Test("at-least-once: the output partitions' leader goes down past message.timeout.ms while events keep arriving, leadership fails over, the broker returns and leads again: not ready meanwhile, nothing lost or dead-lettered, no restart",
           .enabled(if: E2EFixtures.sharedDataPresent, "needs ../shared/models and ../shared/data"),
           .timeLimit(.minutes(6)))
     func leaderDownFailoverAndBack() async throws {
         try ProductBinaries.require()
         let cluster = try Cluster()
-        // Every partition led by broker 1, the group coordinated by broker 2: taking broker 1 down stops
-        // fetching and publishing while the group itself stays up.
-        try cluster.lead(with: 1)
+        // The output partitions led by broker 1; the input partitions and the group by broker 2, which stays
+        // up. Taking broker 1 down then stops publishing while events keep arriving, so a publish is always in
+        // flight to time out (with the input on broker 1 too, a fast service could have published everything
+        // it had fetched before the outage and sit idle through it).
+        let outputs = [cluster.output, cluster.dlq]
+        try cluster.lead(with: 2)
+        try cluster.lead(outputs, with: 1)
         try cluster.mock.setGroupCoordinator(cluster.group, broker: 2)
         let messageTimeout = Duration.seconds(3)
         let metricsPort = try Loopback.freePort()
@@ -69,8 +74,9 @@ import Glibc
         let recorder = try await cluster.recorder()
         try await withE2EScope { scope in
             try await feed.send(count: 160)
+            let debug = ProcessInfo.processInfo.environment["MINIRBT_TEST_KAFKA_DEBUG"].map { ["--kafka", "debug=\($0)", "--log-level", "debug"] }
             let service = try scope.stream("mock-failover", cluster.runArguments(
-                metricsPort: metricsPort, extra: ["--kafka", "message.timeout.ms=\(messageTimeout.components.seconds * 1000)"]))
+                metricsPort: metricsPort, extra: ["--kafka", "message.timeout.ms=\(messageTimeout.components.seconds * 1000)"] + (debug ?? [])))
             try await recorder.wait(for: "the first outputs", timeout: .seconds(120),
                                     progress: { "\($0.count) outputs\n\(service.logTail())" }) { $0.count >= 12 }
             try await waitFor("/readyz 200 before the fault", timeout: .seconds(30), service) { readyz()?.code == 200 }
@@ -78,6 +84,7 @@ import Glibc
 
             try cluster.mock.setBrokerDown(1)
             let down = ContinuousClock.now
+            try await feed.send(count: 40)
             let stallReason = try await awaitNotReady("/readyz non-200 while the leader is down", service, readyz)
             let notReadyAfter = ContinuousClock.now - down
             try await waitFor("a publishing retry in the log", timeout: .seconds(60), service) {
@@ -87,8 +94,8 @@ import Glibc
             let downFor = ContinuousClock.now - down
             #expect(downFor > messageTimeout, "the outage must outlast message.timeout.ms")
 
-            // Failover: broker 3 takes every partition while broker 1 is still down.
-            try cluster.lead(with: 3)
+            // Failover: broker 3 takes the output partitions while broker 1 is still down.
+            try cluster.lead(outputs, with: 3)
             let failedOver = ContinuousClock.now
             try await waitFor("/readyz 200 after the failover", timeout: .seconds(120), service) { readyz()?.code == 200 }
             let readyAfterFailover = ContinuousClock.now - failedOver
@@ -97,7 +104,7 @@ import Glibc
 
             // Broker 1 returns and leads again (a preferred-leader election) while more events arrive.
             try cluster.mock.setBrokerUp(1)
-            try cluster.lead(with: 1)
+            try cluster.lead(outputs, with: 1)
             try await feed.send(count: 40)
             let tally = FaultTally(sent: feed.sent, outputs: try await recorder.awaitEvery(feed.sent, timeout: .seconds(240), service))
             let recovered = ContinuousClock.now - failedOver

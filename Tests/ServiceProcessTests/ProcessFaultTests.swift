@@ -127,9 +127,7 @@ import Glibc
         let feed = try FaultFeed(kafka: broker.kafka(client: "fault-feed"), topic: input)
         let recorder = try await OutputRecorder(resultTopic: output, deadLetterTopic: dlq, kafka: broker.kafka(client: "fault-recorder"))
         try await withE2EScope { scope in
-            // A backlog big enough that the service still has events to infer and publish when the broker
-            // freezes (a debug build needs up to ~0.2 s per event per shard).
-            try await feed.send(count: 160)
+            try await feed.send(count: FaultFeed.stallBacklog)
             let service = try scope.stream("freeze", arguments)
             try await recorder.wait(for: "the first outputs", timeout: .seconds(120),
                                     progress: { "\($0.count) outputs\n\(service.logTail())" }) { $0.count >= 12 }
@@ -213,8 +211,7 @@ import Glibc
         let feed = try FaultFeed(kafka: broker.kafka(client: "linkcut-feed"), topic: input)
         let recorder = try await OutputRecorder(resultTopic: output, deadLetterTopic: dlq, kafka: broker.kafka(client: "linkcut-recorder"))
         try await withE2EScope { scope in
-            // A backlog big enough that the service still has events to infer and publish when the link goes.
-            try await feed.send(count: 160)
+            try await feed.send(count: FaultFeed.stallBacklog)
             let service = try scope.stream("linkcut", arguments, namespace: namespace)
             try await recorder.wait(for: "the first outputs", timeout: .seconds(120),
                                     progress: { "\($0.count) outputs\n\(service.logTail())" }) { $0.count >= 12 }
