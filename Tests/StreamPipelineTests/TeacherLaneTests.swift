@@ -80,7 +80,15 @@ import Testing
         let records = try await PipelineBroker.runService(
             settings: settings, models: ServingModels(primary: model), group: PipelineBroker.uniqueName("teacher-group"),
             metrics: metrics, teacher: lane) { _ in
-            try await PipelineBroker.read([output, dlq], count: reviews.count)
+            let records = try await PipelineBroker.read([output, dlq], count: reviews.count)
+            // The lane's thread runs at nice 19: on a machine busy with other suites every result can be in
+            // before it has answered its 4 samples (one CI run stopped first, and counted all 40 as skipped).
+            // Stop only once it has, or after a deadline that then fails the count below.
+            let deadline = ContinuousClock.now + .seconds(120)
+            while recording.count("minirbt_teacher_compared_total", ["version": "v2"]) < 4, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return records
         }
         #expect(records.count == reviews.count && records.allSatisfy { $0.topic == output }, "every event has its result")
         // The service stopped gracefully (runService waits for it): the stuck samples were given up at shutdown.
