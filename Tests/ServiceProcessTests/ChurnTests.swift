@@ -58,9 +58,13 @@ import Glibc
             try await awaitProgress("after B joined")
 
             assignedA = Self.assignments(in: a.log)
+            let assignedB = Self.assignments(in: b.log)
             let c = try scope.stream("churn-c", arguments)
             try await c.waitForLog("[StreamPipeline] partitions assigned", timeout: .seconds(120))
             try await awaitAssignment(a, after: assignedA, "A's new assignment after C joined")
+            // The eager rebalance revokes B's partitions too; one loaded CI run looked before B's new
+            // assignment was in and found B owning nothing.
+            try await awaitAssignment(b, after: assignedB, "B's new assignment after C joined")
             try await awaitProgress("after C joined")
             let ownedBeforeLeave = [a, b, c].map { ServiceLog.ownedPartitions(in: $0.log) }
             #expect(ownedBeforeLeave.allSatisfy { !$0.isEmpty }, "each replica should own partitions: \(ownedBeforeLeave)")

@@ -194,7 +194,10 @@ import Testing
             let stalled = await replica.service.transactionCounts()
             let missing = sent.filter { counts[$0] == nil }.count
             let transactions = stalled.map { "\($0.committed) committed, \($0.aborted) aborted" } ?? "-"
-            let state: String = "\(missing) of \(sent.count) events without a committed result; transactions then: \(transactions)"
+            // A replica that stopped on its own (e.g. a rewind that failed) returns its error here.
+            let stopped = await replica.stop().map { "\($0)" } ?? "none"
+            let state: String = "\(missing) of \(sent.count) events without a committed result; transactions then: \(transactions); "
+                + "the replica's error: \(stopped)"
             Issue.record(Comment(rawValue: "\(error); \(state)"))
             throw error
         }
