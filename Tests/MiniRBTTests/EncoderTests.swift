@@ -157,6 +157,19 @@ import Testing
         #expect(Self.maxDifference(Array(states[2].values.prefix(32)), Self.expected.embeddings.cls[2]) < Self.tolerance)
     }
 
+    @Test func theClsReadoutIsEachTextsFirstRowOfTheFullLastLayer() throws {
+        // `.firstTokens` computes the last layer's output projection and feed-forward block for the
+        // `[CLS]` rows alone, after compacting them; mixed lengths put those rows at uneven offsets.
+        let session = InferenceSession(model: try Self.load("embeddings-relu"), threads: 2)
+        let inputs = Self.expected.modelInputs
+        let cls = try session.embed(inputs, pooling: .cls)
+        let states = try session.hiddenStates(inputs)
+        #expect(Set(inputs.map(\.inputIDs.count)).count > 1)
+        for (index, (vector, tokens)) in zip(cls, states).enumerated() {
+            #expect(Self.maxDifference(vector, Array(tokens.values.prefix(vector.count))) < 1e-5, "input \(index)")
+        }
+    }
+
     // MARK: - Checkpoint checking
 
     @Test func theBertPrefixAndLegacyLayerNormNamesAreOptional() throws {

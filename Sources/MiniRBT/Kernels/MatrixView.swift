@@ -44,4 +44,16 @@ package struct MatrixView {
         for index in 0..<rows { values.append(contentsOf: row(index)) }
         return values
     }
+
+    /// Moves rows `sources` (ascending) to rows `0..<sources.count`, in place, and returns those rows.
+    ///
+    /// In place is safe because `sources[i] ≥ i`: each destination row is either its own source or a row
+    /// whose source was read before, and no later source is written over.
+    package func compactingRows(_ sources: [Int]) -> MatrixView {
+        for (destination, source) in sources.enumerated() where destination != source {
+            precondition(source > destination && source < rows, "rows \(sources) cannot be compacted in 0..<\(rows)")
+            _ = row(destination).update(fromContentsOf: row(source))
+        }
+        return rows(0..<sources.count)
+    }
 }

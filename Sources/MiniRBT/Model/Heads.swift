@@ -10,9 +10,8 @@ public enum Pooling: String, Sendable, CaseIterable {
 
 /// The heads on top of the encoder's last hidden states (rows as laid out by `PackedBatch`).
 extension BertEncoder {
-    /// `BertPooler`: `tanh(W · h[CLS] + b)`, one row per text.
-    func pooler(_ pooler: LinearWeights, _ hidden: MatrixView, batch: PackedBatch, workspace: Workspace) -> MatrixView {
-        let cls = sentenceEmbeddings(hidden, batch: batch, pooling: .cls, workspace: workspace)
+    /// `BertPooler`: `tanh(W · h[CLS] + b)`, one row per text; `cls` is the `.firstTokens` readout.
+    func pooler(_ pooler: LinearWeights, _ cls: MatrixView, workspace: Workspace) -> MatrixView {
         let pooled = workspace.matrix(.headHidden, rows: cls.rows, columns: pooler.outputSize)
         kernels.linear(cls, pooler, .activation(.tanh), into: pooled)
         return pooled
@@ -25,23 +24,18 @@ extension BertEncoder {
         return logits
     }
 
-    /// One row per text: its `[CLS]` row or the mean of its rows.
-    func sentenceEmbeddings(_ hidden: MatrixView, batch: PackedBatch, pooling: Pooling, workspace: Workspace) -> MatrixView {
+    /// One row per text: the mean of its rows of `hidden` (every token's last hidden state).
+    func meanPooling(_ hidden: MatrixView, batch: PackedBatch, workspace: Workspace) -> MatrixView {
         let sentences = workspace.matrix(.headInput, rows: batch.sequences.count, columns: hidden.columns)
         for (index, rows) in batch.sequences.enumerated() {
             let out = sentences.row(index)
-            switch pooling {
-            case .cls:
-                _ = out.update(fromContentsOf: hidden.row(rows.lowerBound))
-            case .mean:
-                out.update(repeating: 0)
-                for row in rows {
-                    let values = hidden.row(row)
-                    for column in out.indices { out[column] += values[column] }
-                }
-                let scale = 1 / Float(rows.count)
-                for column in out.indices { out[column] *= scale }
+            out.update(repeating: 0)
+            for row in rows {
+                let values = hidden.row(row)
+                for column in out.indices { out[column] += values[column] }
             }
+            let scale = 1 / Float(rows.count)
+            for column in out.indices { out[column] *= scale }
         }
         return sentences
     }

@@ -67,8 +67,8 @@ public final class InferenceSession {
         }
         let batch = try PackedBatch(inputs, config: model.config)
         guard !inputs.isEmpty else { return [] }
-        let hidden = encode(batch)
-        let pooled = encoder.pooler(pooler, hidden, batch: batch, workspace: workspace)
+        let cls = encode(batch, readout: .firstTokens)
+        let pooled = encoder.pooler(pooler, cls, workspace: workspace)
         let logits = encoder.classifier(classifier, pooled, workspace: workspace)
         return (0..<logits.rows).map { row in
             let rowLogits = Array(logits.row(row))
@@ -86,7 +86,7 @@ public final class InferenceSession {
         }
         let batch = try PackedBatch(inputs, config: model.config)
         guard !inputs.isEmpty else { return [] }
-        let hidden = encode(batch)
+        let hidden = encode(batch, readout: .everyToken)
         let logits = encoder.classifier(classifier, hidden, workspace: workspace)
         return batch.sequences.map { rows in
             rows.map { row in
@@ -102,8 +102,10 @@ public final class InferenceSession {
     public func embed(_ inputs: [ModelInput], pooling: Pooling) throws(InferenceError) -> [[Float]] {
         let batch = try PackedBatch(inputs, config: model.config)
         guard !inputs.isEmpty else { return [] }
-        let hidden = encode(batch)
-        let sentences = encoder.sentenceEmbeddings(hidden, batch: batch, pooling: pooling, workspace: workspace)
+        let sentences = switch pooling {
+        case .cls: encode(batch, readout: .firstTokens)
+        case .mean: encoder.meanPooling(encode(batch, readout: .everyToken), batch: batch, workspace: workspace)
+        }
         return (0..<sentences.rows).map { Array(sentences.row($0)) }
     }
 
@@ -111,15 +113,15 @@ public final class InferenceSession {
     public func hiddenStates(_ inputs: [ModelInput]) throws(InferenceError) -> [Tensor] {
         let batch = try PackedBatch(inputs, config: model.config)
         guard !inputs.isEmpty else { return [] }
-        let hidden = encode(batch)
+        let hidden = encode(batch, readout: .everyToken)
         return batch.sequences.map { rows in
             Tensor(shape: [rows.count, hidden.columns], values: hidden.rows(rows).toArray())
         }
     }
 
-    private func encode(_ batch: PackedBatch) -> MatrixView {
+    private func encode(_ batch: PackedBatch, readout: BertEncoder.Readout) -> MatrixView {
         Self.setThreads(threads)
-        return encoder.forward(batch, workspace: workspace)
+        return encoder.forward(batch, readout: readout, workspace: workspace)
     }
 
     /// oneDNN sizes its kernels' work split for the team size in force when a primitive is created, and
