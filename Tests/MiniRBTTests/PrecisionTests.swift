@@ -98,6 +98,24 @@ import Testing
         #expect(["baseline", "AVX2", "AVX-512"].contains(RuntimeInfo.kernelLevel))
     }
 
+    /// bf16 is served on brgemm kernels only (AVX-512 BF16 or AMX). With AVX-512 but neither, oneDNN
+    /// 2.6 offers its generic gemm, which emulates bf16 at about half of fp32's speed (Skylake-X level:
+    /// test.sh's AVX512_CORE cap); that, or no bf16 matmul at all, must fall back to fp32.
+    @Test func bf16IsServedOnlyOnItsOwnKernels() {
+        let capped = ["AVX512_CORE", "AVX2", "SSE41"].contains(ProcessInfo.processInfo.environment[RuntimeInfo.instructionSetCapVariable] ?? "")
+        switch RuntimeInfo.kernel(for: .bf16) {
+        case let .success(kernel):
+            #expect(kernel.contains("brg:"), "bf16 would run on \(kernel)")
+            #expect(!capped, "bf16 has no native kernel below AVX-512 BF16, yet runs on \(kernel)")
+        case let .failure(error):
+            #expect(!error.description.isEmpty)
+            if RuntimeInfo.instructionSet.hasPrefix("AVX-512"), !RuntimeInfo.instructionSet.contains("BF16"),
+               !RuntimeInfo.instructionSet.contains("AMX") {
+                #expect(error.description.contains("emulates"), "\(error)")
+            }
+        }
+    }
+
     /// The default follows the CPU (test.sh reruns this under the AVX2 and SSE4.1 caps): bf16 where its
     /// products run on AMX tiles, int8 wherever int8 has a fast kernel, fp32 where neither does.
     @Test func theDefaultIsTheFastestPrecisionOfThisCPU() throws {

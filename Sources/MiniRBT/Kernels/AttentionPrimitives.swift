@@ -43,15 +43,15 @@ final class AttentionPrimitives {
         try DNNL.check(dnnl_matmul_desc_init(&scoresDesc, &queryLayout, &keyLayout, nil, &scoresLayout), "describing attention scores")
         let scale = try DNNLAttributes()
         try scale.outputScales([1 / Float(headSize).squareRoot()], perColumn: false)
-        scores = try DNNLPrimitive(&scoresDesc, attributes: scale.handle, operation: "attention scores for \(length) tokens", requireJIT: false)
+        scores = try DNNLPrimitive(&scoresDesc, attributes: scale.handle, operation: "attention scores for \(length) tokens", accepted: .any)
 
         var softmaxDesc = dnnl_softmax_desc_t()
         try DNNL.check(dnnl_softmax_forward_desc_init(&softmaxDesc, dnnl_forward_inference, &scoresLayout, 2), "describing softmax")
-        softmax = try DNNLPrimitive(&softmaxDesc, attributes: nil, operation: "softmax over \(length) tokens", requireJIT: false)
+        softmax = try DNNLPrimitive(&softmaxDesc, attributes: nil, operation: "softmax over \(length) tokens", accepted: .any)
 
         var contextDesc = dnnl_matmul_desc_t()
         try DNNL.check(dnnl_matmul_desc_init(&contextDesc, &scoresLayout, &valueLayout, nil, &contextLayout), "describing attention context")
-        context = try DNNLPrimitive(&contextDesc, attributes: nil, operation: "attention context for \(length) tokens", requireJIT: false)
+        context = try DNNLPrimitive(&contextDesc, attributes: nil, operation: "attention context for \(length) tokens", accepted: .any)
 
         query = try DNNLMemory(queryLayout)
         keyTransposed = try DNNLMemory(keyLayout)

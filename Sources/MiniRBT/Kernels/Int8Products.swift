@@ -68,7 +68,7 @@ final class Int8Matmul {
         try DNNL.check(dnnl_matmul_desc_init(&desc, &sourceLayout, &weightsRequest, nil, &destinationLayout),
                        "describing an int8 matmul")
         let operation = "int8 matmul \(rows)×\(inputs) · \(inputs)×\(outputs)"
-        primitive = try DNNLPrimitive(&desc, attributes: nil, operation: operation, requireJIT: true)
+        primitive = try DNNLPrimitive(&desc, attributes: nil, operation: operation, accepted: .jit)
         guard let chosen = primitive.layout(dnnl_query_weights_md) else {
             throw KernelError(operation: operation, status: 0, instructionSet: RuntimeInfo.instructionSet, implementation: "no weights layout")
         }

@@ -52,7 +52,13 @@ final class LinearPrimitive {
                 return dnnl_post_ops_append_eltwise(ops, 1, algorithm, alpha, 0)
             }
         }
-        primitive = try DNNLPrimitive(&desc, attributes: attributes.handle, operation: operation, requireJIT: key.precision != .fp32)
+        // fp32 is the fallback of every other format, so any implementation of it will do.
+        let accepted: DNNLPrimitive.Accepted = switch key.precision {
+        case .fp32: .any
+        case .bf16: .brgemm
+        case .int8: .jit
+        }
+        primitive = try DNNLPrimitive(&desc, attributes: attributes.handle, operation: operation, accepted: accepted)
 
         guard let chosenWeights = primitive.layout(dnnl_query_weights_md) else {
             throw KernelError(operation: operation, status: 0, instructionSet: RuntimeInfo.instructionSet, implementation: "no weights layout")

@@ -74,24 +74,43 @@ final class DNNLStream {
 
 /// A created primitive and the memory layouts its descriptor settled on.
 final class DNNLPrimitive {
+    /// The implementations of oneDNN an operation accepts, from any to only the fastest.
+    enum Accepted {
+        /// Any, oneDNN's reference code included.
+        case any
+        /// A JIT kernel: not oneDNN's reference code.
+        case jit
+        /// A brgemm kernel only: where oneDNN offers nothing else but its generic gemm, that gemm emulates
+        /// the format in fp32 arithmetic and is slower than fp32 itself (bf16 without AVX-512 BF16 or AMX).
+        case brgemm
+    }
+
     let handle: dnnl_primitive_t?
     /// oneDNN's name for the implementation it picked, e.g. `brg:avx512_core_vnni`.
     let implementation: String
     private let descriptor: dnnl_primitive_desc_t?
 
     /// Creates the primitive for an initialised op descriptor (`desc` points at e.g. a `dnnl_matmul_desc_t`).
-    /// Throws when oneDNN has no implementation, or only a reference one and `requireJIT` is set.
+    /// Throws when oneDNN has no implementation, or none of the kind `accepted` names.
     init(_ desc: UnsafeRawPointer, attributes: dnnl_primitive_attr_t?, operation: @autoclosure () -> String,
-         requireJIT: Bool) throws(KernelError) {
+         accepted: Accepted) throws(KernelError) {
         var descriptor: dnnl_primitive_desc_t?
         try DNNL.check(dnnl_primitive_desc_create(&descriptor, desc, attributes, DNNLEngine.cpu.handle, nil), operation())
         var info: UnsafePointer<CChar>?
         _ = withUnsafeMutablePointer(to: &info) { dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, $0) }
         let implementation = info.map { String(cString: $0) } ?? "unknown"
-        if requireJIT && implementation.hasPrefix("ref") {
+        let acceptable = switch accepted {
+        case .any: true
+        case .jit: !implementation.hasPrefix("ref")
+        case .brgemm: implementation.hasPrefix("brg")
+        }
+        guard acceptable else {
             dnnl_primitive_desc_destroy(descriptor)
+            // KernelError explains reference code by itself; the generic gemm needs the reason.
+            let reason = implementation.hasPrefix("ref") ? nil
+                : "oneDNN offers only \(implementation), which emulates this format more slowly than fp32"
             throw KernelError(operation: operation(), status: 0, instructionSet: RuntimeInfo.instructionSet,
-                              implementation: implementation)
+                              implementation: implementation, reason: reason)
         }
         var primitive: dnnl_primitive_t?
         let status = dnnl_primitive_create(&primitive, descriptor)
