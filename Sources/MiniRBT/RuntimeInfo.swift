@@ -54,8 +54,11 @@ public enum RuntimeInfo {
         applyCap()
         let amx = dnnl_cpu_isa_avx512_core_amx.rawValue
         if dnnl_get_effective_cpu_isa().rawValue & amx == amx, case .success = kernel(for: .bf16) { return .bf16 }
-        if case .success = kernel(for: .int8) { return .int8 }
-        return .fp32
+        guard case let .success(int8) = Int8Backend.selected else { return .fp32 }
+        // The engine's own int8 kernel beats fp32 where fp32 is oneDNN's generic gemm (AVX2), not where it
+        // is oneDNN's AVX-512 brgemm (AVX-512 without VNNI).
+        if case .native = int8, case let .success(fp32) = kernel(for: .fp32), fp32.contains("brg:") { return .fp32 }
+        return .int8
     }()
 
     /// Sets oneDNN's cap from `MINIRBT_MAX_CPU_ISA` before its first dispatch, when oneDNN's own

@@ -116,13 +116,18 @@ import Testing
         }
     }
 
-    /// The default follows the CPU (test.sh reruns this under the AVX2 and SSE4.1 caps): bf16 where its
-    /// products run on AMX tiles, int8 wherever int8 has a fast kernel, fp32 where neither does.
+    /// The default follows the CPU (test.sh reruns this under the AVX512_CORE, AVX2 and SSE4.1 caps): bf16
+    /// where its products run on AMX tiles, int8 on oneDNN's VNNI kernels or on the engine's own kernel where
+    /// fp32 has no AVX-512 brgemm to beat it, fp32 otherwise.
     @Test func theDefaultIsTheFastestPrecisionOfThisCPU() throws {
         let bf16 = try? RuntimeInfo.kernel(for: .bf16).get(), int8 = try? RuntimeInfo.kernel(for: .int8).get()
-        let expected: Precision = bf16?.contains("amx") == true ? .bf16 : int8 != nil ? .int8 : .fp32
-        #expect(Precision.default == expected, "bf16: \(bf16 ?? "none"), int8: \(int8 ?? "none")")
+        let fp32 = try RuntimeInfo.kernel(for: .fp32).get()
+        let int8Wins = int8.map { $0.hasPrefix("oneDNN") || !fp32.contains("brg:") } ?? false
+        let expected: Precision = bf16?.contains("amx") == true ? .bf16 : int8Wins ? .int8 : .fp32
+        #expect(Precision.default == expected, "bf16: \(bf16 ?? "none"), int8: \(int8 ?? "none"), fp32: \(fp32)")
         switch ProcessInfo.processInfo.environment[RuntimeInfo.instructionSetCapVariable] {
+        case "AVX512_CORE" where RuntimeInfo.kernelLevel == "AVX-512":
+            #expect(Precision.default == .fp32, "without VNNI fp32's AVX-512 kernels are as fast as int8's")
         case "AVX2": #expect(Precision.default == .int8, "AVX2 has the engine's own int8 kernel")
         case "SSE41": #expect(Precision.default == .fp32, "below AVX2 nothing is faster than fp32")
         default: break

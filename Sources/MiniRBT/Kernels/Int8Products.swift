@@ -152,7 +152,7 @@ final class Int8Linear {
         }
     }
 
-    /// Multiply-adds of the native kernel worth waking another team member for (~10 µs on a Zen 4 core
+    /// Multiply-adds of the native kernel worth waking another team member for (~10 µs on a Zen 5 core
     /// under the AVX2 cap, ~45 µs on Zen 3). The earlier bound, 32 K outputs (8 M multiply-adds for these
     /// layers), kept every product of a single short text on one thread: MiniRBT-H256 int8 at B=1,S=32 on
     /// 2 threads ran at its 1-thread speed (~450 sequences/s under the cap); with this bound, ~800–900.

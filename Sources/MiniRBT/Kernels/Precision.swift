@@ -25,9 +25,10 @@ extension Precision {
     /// both: 766 of 766 labels). Measured in bench/README.md, which names the CPUs:
     /// - **bf16** where its products run on AMX tiles (1.2–1.6× int8 there: int8 pays separate quantise and
     ///   dequantise passes that bf16's fused epilogues do not);
-    /// - **int8** on every other CPU with a fast int8 kernel (AVX-512 VNNI, or the engine's own AVX2 kernel):
-    ///   about 1.5× bf16 with AVX-512 BF16 but no AMX, 1.16–1.30× fp32 on AVX2 alone;
-    /// - **fp32** below AVX2, where neither has a fast kernel.
+    /// - **int8** on every other CPU with AVX-512 VNNI (oneDNN's kernels), or with AVX2 but no AVX-512 (the
+    ///   engine's own kernel): about 1.2–1.5× bf16 with AVX-512 BF16 but no AMX, 1.16–1.30× fp32 on AVX2 alone;
+    /// - **fp32** on AVX-512 without VNNI, where fp32's AVX-512 kernels are as fast as the engine's int8 kernel
+    ///   (measured capped to that level), and below AVX2, where neither reduced precision has a fast kernel.
     /// Decided once per process, under `MINIRBT_MAX_CPU_ISA`. A model that fails the agreement check at load
     /// is still served in fp32 with a warning; fp32, one flag away, stays the parity reference.
     public static var `default`: Precision { RuntimeInfo.fastestPrecision }

@@ -70,19 +70,19 @@ struct BertEncoder {
     func attention(_ weights: AttentionWeights, _ x: MatrixView, batch: PackedBatch, keeping: Readout,
                    workspace: Workspace) -> MatrixView {
         let queryKeyValue = workspace.matrix(.queryKeyValue, rows: x.rows, columns: 3 * config.hiddenSize)
-        var context = workspace.matrix(.context, rows: x.rows, columns: config.hiddenSize)
-        var x = x
+        let context = workspace.matrix(.context, rows: x.rows, columns: config.hiddenSize)
         kernels.linear(x, weights.queryKeyValue, .bias, into: queryKeyValue)
         // Keys are only each text's own tokens, so no padding mask is needed and no row is all-masked.
         kernels.attention(queryKeyValue, sequences: batch.sequences, headCount: config.headCount, into: context)
-        if keeping == .firstTokens {
-            let firstRows = batch.sequences.map(\.lowerBound)
-            x = x.compactingRows(firstRows)
-            context = context.compactingRows(firstRows)
+        // From here on a row depends on itself alone, so the rows no head reads can be left behind.
+        let (kept, keptContext) = switch keeping {
+        case .everyToken: (x, context)
+        case .firstTokens:
+            (x.compactingRows(batch.sequences.map(\.lowerBound)), context.compactingRows(batch.sequences.map(\.lowerBound)))
         }
-        kernels.linear(context, weights.output, .residual, into: x)
-        kernels.layerNorm(x, weights.norm, epsilon: config.layerNormEpsilon)
-        return x
+        kernels.linear(keptContext, weights.output, .residual, into: kept)
+        kernels.layerNorm(kept, weights.norm, epsilon: config.layerNormEpsilon)
+        return kept
     }
 
     /// `BertIntermediate` + `BertOutput`: expand, activate, project back, residual, LayerNorm.
