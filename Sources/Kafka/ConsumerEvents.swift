@@ -68,6 +68,16 @@ public struct ConsumerEvents: AsyncSequence, Sendable {
     }
 }
 
+/// What other threads ask the poll thread to do with librdkafka between two of its polls.
+enum PollThreadRequest: Sendable {
+    /// Move the partitions' fetch positions (`KafkaConsumer.rewind`).
+    case seek([TopicPartition: Int64])
+    /// Stop fetching the partitions (`KafkaConsumer.pause`).
+    case pause([TopicPartition])
+    /// Fetch the partitions again (`KafkaConsumer.resume`).
+    case resume([TopicPartition])
+}
+
 /// Bounded hand-off from the poll thread (which blocks while full, so librdkafka stops fetching) to the
 /// async reader (which suspends while empty).
 ///
@@ -85,10 +95,13 @@ final class EventBuffer: @unchecked Sendable {
     private var finished = false
     private var failure: KafkaError?
     private var waiter: CheckedContinuation<ConsumerEvent?, any Error>?
-    /// Rewinds asked for and not yet carried out by the poll thread.
-    private var seekRequests: [[TopicPartition: Int64]] = []
-    /// Performs a seek on the poll thread (installed by the consumer once its client exists).
-    private var seeker: (@Sendable ([TopicPartition: Int64]) -> KafkaError?)?
+    /// Requests not yet carried out by the poll thread, in the order they were made.
+    private var requests: [PollThreadRequest] = []
+    /// Carries out one request on the poll thread (installed by the consumer once its client exists);
+    /// returns a seek's failure.
+    private var performer: (@Sendable (PollThreadRequest) -> KafkaError?)?
+    /// Wakes a poll that is waiting for records, so requests do not wait for its timeout.
+    private var wake: (@Sendable () -> Void)?
 
     init(capacity: Int, capacityBytes: Int = .max) {
         self.capacity = max(1, capacity)
@@ -102,39 +115,43 @@ final class EventBuffer: @unchecked Sendable {
 
     private var count: Int { events.count - head }
 
-    func install(seeker: @escaping @Sendable ([TopicPartition: Int64]) -> KafkaError?) {
+    func install(performer: @escaping @Sendable (PollThreadRequest) -> KafkaError?, wake: @escaping @Sendable () -> Void) {
         condition.lock()
-        self.seeker = seeker
+        self.performer = performer
+        self.wake = wake
         condition.unlock()
     }
 
-    /// Any thread: asks the poll thread to seek (see `KafkaConsumer.rewind`).
-    func requestSeek(_ offsets: [TopicPartition: Int64]) {
+    /// Any thread: asks the poll thread to carry out `request` between two polls (see `KafkaConsumer.rewind`
+    /// and `pause`).
+    func request(_ request: PollThreadRequest) {
         condition.lock()
-        seekRequests.append(offsets)
+        requests.append(request)
+        let wake = self.wake
         condition.broadcast()
         condition.unlock()
+        wake?()
     }
 
-    /// Poll thread, between two polls: carries out the requested seeks.
-    func serviceSeeks() {
+    /// Poll thread, between two polls: carries out the requests.
+    func serviceRequests() {
         condition.lock()
-        _ = serviceSeeksLocked(holding: nil)
+        _ = serviceRequestsLocked(holding: nil)
         condition.unlock()
     }
 
-    /// Carries out the requested seeks (unlocking around librdkafka), drops the buffered records of the
-    /// partitions sought, and queues a `.rewound` event for each. Returns whether `holding`, a record polled
-    /// before the seek, belongs to a partition sought (and must be dropped too).
-    private func serviceSeeksLocked(holding: ConsumerEvent?) -> Bool {
-        guard !seekRequests.isEmpty, let seeker else { return false }
-        let requests = seekRequests
-        seekRequests.removeAll()
+    /// Carries out the requests in order (unlocking around librdkafka). For each seek it drops the buffered
+    /// records of the partitions sought and queues a `.rewound` event. Returns whether `holding`, a record
+    /// polled before a seek, belongs to a partition sought (and must be dropped too).
+    private func serviceRequestsLocked(holding: ConsumerEvent?) -> Bool {
+        guard !requests.isEmpty, let performer else { return false }
+        let pending = requests
+        requests.removeAll()
         condition.unlock()
-        let outcomes = requests.map { ($0, seeker($0)) }
+        let outcomes = pending.map { ($0, performer($0)) }
         condition.lock()
         var sought = Set<TopicPartition>()
-        for (offsets, failure) in outcomes {
+        for case let (.seek(offsets), failure) in outcomes {
             sought.formUnion(offsets.keys)
             let kept = events[head...].filter { event in
                 if case .record(let record) = event { return !offsets.keys.contains(record.topicPartition) }
@@ -165,17 +182,18 @@ final class EventBuffer: @unchecked Sendable {
         events.append(event)
     }
 
-    /// Poll thread: appends `event`, blocking while the buffer is full (unless `stopBlocking` was called).
-    /// A record of a partition sought meanwhile is dropped: it was fetched before the seek.
+    /// Poll thread: appends `event`, blocking while the buffer is full (unless `stopBlocking` was called),
+    /// and carrying out requests meanwhile. A record of a partition sought meanwhile is dropped: it was
+    /// fetched before the seek.
     func push(_ event: ConsumerEvent) {
         condition.lock()
         while true {
-            if serviceSeeksLocked(holding: event) {
+            if serviceRequestsLocked(holding: event) {
                 condition.unlock()
                 return
             }
             guard (count >= capacity || (count > 0 && bytes >= capacityBytes)) && !unbounded && !finished,
-                  seekRequests.isEmpty || seeker == nil else { break }
+                  requests.isEmpty || performer == nil else { break }
             condition.wait()
         }
         if let waiter {

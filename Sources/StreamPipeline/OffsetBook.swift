@@ -102,7 +102,7 @@ final class OffsetBook: Sendable {
     /// Waits until every event of `partitions` consumed so far has its output acknowledged, or `timeout`.
     /// - Returns: false on timeout.
     func waitUntilDrained(_ partitions: Set<TopicPartition>, timeout: Duration) async -> Bool {
-        let drained = try? await withTimeout(timeout) {
+        let drained: Void? = try? await withTimeout(timeout) {
             await withTaskCancellationHandler {
                 await withCheckedContinuation { continuation in
                     let resumeNow = self.state.withLock { state in

@@ -124,17 +124,9 @@ public final class StreamService: Service, Sendable {
         self.book = book
         let abandoned = AtomicFlag()
         self.abandoned = abandoned
-        let router = PartitionRouter(shardCount: max(1, settings.shards)) { [consumer, logger] pause, resume in
-            if !pause.isEmpty {
-                do { try consumer.pause(pause) } catch {
-                    logger.warning("could not pause partitions", metadata: ["error": "\(error)"])
-                }
-            }
-            if !resume.isEmpty {
-                do { try consumer.resume(resume) } catch {
-                    logger.warning("could not resume partitions", metadata: ["error": "\(error)"])
-                }
-            }
+        let router = PartitionRouter(shardCount: max(1, settings.shards)) { [consumer] pause, resume in
+            consumer.pause(pause)
+            consumer.resume(resume)
         }
         self.router = router
         let budget = ByteBudget(limit: settings.maxBufferedBytes)

@@ -80,7 +80,7 @@ struct ProducerConsumerTests {
         let consumer = try KafkaConsumer(configuration: ConsumerConfiguration(kafka: TestBroker.kafka),
                                          logger: TestBroker.logger)
         try await consumer.assign([paused: .beginning, running: .beginning])
-        try consumer.pause([paused])
+        consumer.pause([paused])
 
         let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: TestBroker.kafka),
                                          logger: TestBroker.logger)
@@ -105,7 +105,7 @@ struct ProducerConsumerTests {
         }
         #expect(beforeResume == (0..<10).map { "running-\($0)" } + ["marker"])
 
-        try consumer.resume([paused])
+        consumer.resume([paused])
         let afterResume = try await withDeadline(.seconds(30), "the paused partition's records") {
             var values: [String] = []
             for try await event in consumer.events {
