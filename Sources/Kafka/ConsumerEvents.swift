@@ -133,6 +133,17 @@ final class EventBuffer: @unchecked Sendable {
         wake?()
     }
 
+    /// Poll thread: forgets queued pauses of `partitions` (see `Rebalancer`'s assignment).
+    func dropPendingPauses(of partitions: Set<TopicPartition>) {
+        condition.lock()
+        requests = requests.compactMap { request in
+            guard case let .pause(paused) = request else { return request }
+            let kept = paused.filter { !partitions.contains($0) }
+            return kept.isEmpty ? nil : .pause(kept)
+        }
+        condition.unlock()
+    }
+
     /// Poll thread, between two polls: carries out the requests.
     func serviceRequests() {
         condition.lock()

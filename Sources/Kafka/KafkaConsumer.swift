@@ -26,7 +26,8 @@ public final class KafkaConsumer: Sendable {
     /// - Throws: `KafkaError` naming the property when librdkafka rejects a configuration key or value.
     public init(configuration: ConsumerConfiguration, logger: Logger) throws(KafkaError) {
         let buffer = EventBuffer(capacity: configuration.eventBufferCapacity, capacityBytes: configuration.eventBufferBytes)
-        let rebalancer = Rebalancer(buffer: buffer, revocationTimeout: configuration.revocationTimeout, logger: logger)
+        let flow = PartitionFlow(logger: logger)
+        let rebalancer = Rebalancer(buffer: buffer, flow: flow, revocationTimeout: configuration.revocationTimeout, logger: logger)
         self.rebalancer = rebalancer
         let context = ClientContext(logger: logger, rebalance: { rebalancer.handle($0, $1, $2) })
         var properties = configuration.librdkafkaProperties
@@ -40,12 +41,11 @@ public final class KafkaConsumer: Sendable {
         }
         // Route logs, errors and rebalances through rd_kafka_consumer_poll, i.e. through the poll thread.
         rd_kafka_poll_set_consumer(client.handle)
-        let flow = PartitionFlow(client: client, logger: logger)
         buffer.install(performer: { request in
             switch request {
             case let .seek(offsets): return Self.seek(client, offsets)
-            case let .pause(partitions): flow.pause(partitions)
-            case let .resume(partitions): flow.resume(partitions)
+            case let .pause(partitions): flow.pause(partitions, on: client.handle)
+            case let .resume(partitions): flow.resume(partitions, on: client.handle)
             }
             return nil
         }, wake: {
@@ -80,7 +80,7 @@ public final class KafkaConsumer: Sendable {
                 break
             }
             buffer.serviceRequests()
-            flow.repeatDueResumes()
+            flow.repeatDueResumes(on: client.handle)
             guard let message = rd_kafka_consumer_poll(client.handle, 100) else { continue }
             defer { rd_kafka_message_destroy(message) }
             let code = message.pointee.err
@@ -128,7 +128,8 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Replaces the assignment with exactly these partitions, without a group rebalance. No `.assigned`
-    /// event is emitted: the caller knows what it asked for.
+    /// event is emitted: the caller knows what it asked for. The partitions start unpaused, as with a
+    /// group's assignment (see ``PartitionFlow``).
     public func assign(_ partitions: [TopicPartition: KafkaOffset]) async throws(KafkaError) {
         let entries = partitions.sorted { $0.key < $1.key }.map { ($0.key, Optional($0.value.rawValue)) }
         let client = client
@@ -140,6 +141,7 @@ public final class KafkaConsumer: Sendable {
                 }
             }
         }
+        resume(partitions.keys.sorted())
     }
 
     /// Moves the fetch positions of `offsets`' partitions back (or forward) to those offsets, e.g. to read
@@ -280,13 +282,15 @@ public final class ConsumerGroupMetadata: @unchecked Sendable {
 /// Applies librdkafka's rebalance decisions on the poll thread and reports them as events.
 private final class Rebalancer: Sendable {
     let buffer: EventBuffer
+    let flow: PartitionFlow
     let revocationTimeout: Duration
     let logger: Logger
     /// Set while closing with nothing left to finish: revocations need no acknowledgement from the reader.
     let acknowledgesAtOnce = Atomic<Bool>(false)
 
-    init(buffer: EventBuffer, revocationTimeout: Duration, logger: Logger) {
+    init(buffer: EventBuffer, flow: PartitionFlow, revocationTimeout: Duration, logger: Logger) {
         self.buffer = buffer
+        self.flow = flow
         self.revocationTimeout = revocationTimeout
         self.logger = logger
     }
@@ -298,11 +302,16 @@ private final class Rebalancer: Sendable {
         switch code {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
             logger.info("partitions assigned: \(partitions)")
+            // A pause left from an earlier assignment would hold these partitions for good, and pause
+            // requests still queued for them date from then too: the reader learns of this assignment from
+            // the `.assigned` event below, not before.
+            buffer.dropPendingPauses(of: Set(partitions))
             if cooperative {
                 report(rd_kafka_incremental_assign(handle, list), "assigning \(partitions)")
             } else {
                 report(rd_kafka_assign(handle, list), "assigning \(partitions)")
             }
+            flow.resume(partitions, on: handle)
             buffer.push(.assigned(partitions))
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             if rd_kafka_assignment_lost(handle) != 0 {
@@ -378,26 +387,28 @@ func queryWatermarks(_ handle: OpaquePointer, _ partition: TopicPartition,
 ///   5591 describes the same window after an assignment). So every resume is repeated after 0.2, 1 and 5
 ///   seconds unless the partition is paused again meanwhile; resuming a partition that is not paused
 ///   changes nothing.
+///
+/// librdkafka also keeps an application's pause across assignments (it clears only its own pauses), so a
+/// partition revoked while paused would never be fetched again once assigned back: every assignment
+/// resumes its partitions first (``Rebalancer``).
 final class PartitionFlow: @unchecked Sendable {
     // @unchecked: only the poll thread touches `repeats`.
-    private let client: RdKafkaClient
     private let logger: Logger
     /// Resumes still to repeat: the next time, and the delays after that one.
     private var repeats: [TopicPartition: (due: ContinuousClock.Instant, later: ArraySlice<Duration>)] = [:]
     private static let repeatDelays: [Duration] = [.milliseconds(200), .seconds(1), .seconds(5)]
 
-    init(client: RdKafkaClient, logger: Logger) {
-        self.client = client
+    init(logger: Logger) {
         self.logger = logger
     }
 
-    func pause(_ partitions: [TopicPartition]) {
+    func pause(_ partitions: [TopicPartition], on handle: OpaquePointer) {
         for partition in partitions { repeats[partition] = nil }
-        apply(partitions, pause: true)
+        apply(partitions, pause: true, on: handle)
     }
 
-    func resume(_ partitions: [TopicPartition]) {
-        apply(partitions, pause: false)
+    func resume(_ partitions: [TopicPartition], on handle: OpaquePointer) {
+        apply(partitions, pause: false, on: handle)
         let now = ContinuousClock.now
         for partition in partitions {
             repeats[partition] = (now + Self.repeatDelays[0], Self.repeatDelays.dropFirst())
@@ -405,12 +416,13 @@ final class PartitionFlow: @unchecked Sendable {
     }
 
     /// Repeats the resumes whose time has come.
-    func repeatDueResumes() {
+    func repeatDueResumes(on handle: OpaquePointer) {
         guard !repeats.isEmpty else { return }
         let now = ContinuousClock.now
         let due = repeats.filter { $0.value.due <= now }.map(\.key).sorted()
         guard !due.isEmpty else { return }
-        apply(due, pause: false)
+        // A partition revoked since may refuse; that is expected here, so it is not a warning.
+        apply(due, pause: false, on: handle, failureLevel: .debug)
         for partition in due {
             guard let entry = repeats[partition] else { continue }
             if let delay = entry.later.first {
@@ -421,17 +433,18 @@ final class PartitionFlow: @unchecked Sendable {
         }
     }
 
-    private func apply(_ partitions: [TopicPartition], pause: Bool) {
+    private func apply(_ partitions: [TopicPartition], pause: Bool, on handle: OpaquePointer,
+                       failureLevel: Logger.Level = .warning) {
         let operation = pause ? "pausing \(partitions)" : "resuming \(partitions)"
         do {
             try TopicPartitionList.with(partitions.map { ($0, nil) }) { list throws(KafkaError) in
-                let result = pause ? rd_kafka_pause_partitions(client.handle, list) : rd_kafka_resume_partitions(client.handle, list)
+                let result = pause ? rd_kafka_pause_partitions(handle, list) : rd_kafka_resume_partitions(handle, list)
                 if result != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(code: result, operation: operation) }
                 if let error = TopicPartitionList.firstError(in: list, operation: operation) { throw error }
             }
         } catch {
-            // Unassigned partitions end up here; the next assignment starts unpaused.
-            logger.warning("\(error)")
+            // Unassigned partitions end up here; the next assignment resumes them.
+            logger.log(level: failureLevel, "\(error)")
         }
     }
 }

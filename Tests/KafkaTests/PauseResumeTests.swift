@@ -101,4 +101,53 @@ import Testing
             #expect(offsets[partition] == (0..<Int64(perPartition)).map { $0 }, "partition \(partition): every offset once, in order")
         }
     }
+
+    @Test("a partition revoked while paused is fetched again once it is assigned back", .timeLimit(.minutes(2)))
+    func aPartitionRevokedWhilePausedIsFetchedAfterItsReassignment() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1, logger: TestBroker.logger)
+        let first = TestBroker.uniqueTopic("flow-a"), second = TestBroker.uniqueTopic("flow-b")
+        try cluster.createTopic(first, partitions: 2)
+        try cluster.createTopic(second, partitions: 1)
+        let kafka = KafkaConfiguration(bootstrapServers: [cluster.bootstrapServers], clientID: "flow-group")
+        var configuration = ConsumerConfiguration(kafka: kafka)
+        configuration.groupID = TestBroker.uniqueTopic("flow-group")
+        // Eager: a changed subscription revokes every partition and assigns them again.
+        configuration.kafka.properties["partition.assignment.strategy"] = "range"
+        let consumer = try KafkaConsumer(configuration: configuration, logger: TestBroker.logger)
+        let paused = TopicPartition(topic: first, partition: 0)
+
+        @Sendable func awaitEvent(_ what: String, _ matches: @escaping @Sendable (ConsumerEvent) -> Bool) async throws {
+            try await withDeadline(.seconds(60), what) {
+                for try await event in consumer.events {
+                    if case let .revoked(_, acknowledgement) = event { acknowledgement.acknowledge() }
+                    if matches(event) { return }
+                }
+                throw TestFailure("the consumer's events ended")
+            }
+        }
+        @Sendable func isAssignment(_ event: ConsumerEvent) -> Bool {
+            if case let .assigned(partitions) = event { return partitions.contains(paused) }
+            return false
+        }
+
+        try await consumer.subscribe(topics: [first])
+        try await awaitEvent("the first assignment", isAssignment)
+        consumer.pause([paused])
+        try await consumer.subscribe(topics: [first, second])
+        try await awaitEvent("the revocation", { if case .revoked = $0 { return true } else { return false } })
+        try await awaitEvent("the assignment after the revocation", isAssignment)
+
+        let producer = try KafkaProducer(configuration: ProducerConfiguration(kafka: kafka), logger: TestBroker.logger)
+        for index in 0..<5 {
+            _ = try await producer.send(ProducerRecord(topic: first, partition: 0, key: nil, value: "after-\(index)"))
+        }
+        await producer.close()
+        let began = ContinuousClock.now
+        try await awaitEvent("a record of the partition paused before its revocation") {
+            if case let .record(record) = $0 { return record.topicPartition == paused }
+            return false
+        }
+        print("[pause/resume] a partition paused when revoked delivered again \(ContinuousClock.now - began) after its records were sent")
+        await consumer.closeAcknowledgingRevocations()
+    }
 }
