@@ -50,11 +50,11 @@ final class LineWriter {
 
     init(path: String?) throws {
         if let path, path != "-" {
-            guard FileManager.default.createFile(atPath: path, contents: nil),
-                  let handle = FileHandle(forWritingAtPath: path) else {
-                throw CLIError.unwritableOutput(path)
-            }
-            self.handle = handle
+            // open(2) rather than FileManager.createFile, which writes a new file and renames it over `path`:
+            // that replaced `--output /dev/null` (run as root) with a regular file, and a symlink with a copy.
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard descriptor >= 0 else { throw CLIError.unwritableOutput(path) }
+            self.handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         } else {
             self.handle = .standardOutput
         }

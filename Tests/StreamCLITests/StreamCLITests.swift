@@ -233,6 +233,21 @@ import Testing
         #expect((lines[3]["model"] as? [String: Any])?["version"] as? String == "v1")
     }
 
+    /// `--output` writes through what the path names: a symlink stays a link (its target gets the lines),
+    /// as /dev/null must stay a device. Writing a new file and renaming it over the path replaced both.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: model.path), "needs ../shared/models"))
+    func outputWritesThroughASymlinkInsteadOfReplacingIt() throws {
+        let input = try Self.temporaryFile(Self.input)
+        let target = try Self.temporaryFile(Array("stale\n".utf8))
+        let link = FileManager.default.temporaryDirectory.appendingPathComponent("minirbt-link-\(UUID()).jsonl")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: target)
+        try Self.run(try InferCommand.parse(["--model", Self.model.path, "--input", input.path, "--output", link.path]))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link.path) == target.path)
+        let lines = try Self.lines(target)
+        #expect(lines.count == 4, "the target holds the results, the stale line truncated away")
+        #expect(lines.first?["id"] as? String == "a")
+    }
+
     @Test(.enabled(if: FileManager.default.fileExists(atPath: model.path), "needs ../shared/models"))
     func tokenizeWritesIdsWithSpecialTokens() throws {
         let input = try Self.temporaryFile(Self.input)
