@@ -116,8 +116,9 @@ extension RunSetting {
         "precision", default: Precision.automatic, choices: Precision.allValueStrings,
         help: "Format of the encoder's matrix products; auto is the fastest on this CPU.",
         details: """
-            auto is bf16 where the CPU has AMX, int8 where it has AVX-512 VNNI or AVX2 without AVX-512, fp32 otherwise (one setting \
-            for a fleet of mixed machines; the log's `precision` line says what it chose). fp32 reproduces transformers; every precision is batch-invariant (int8 scales each text on its own). \
+            auto is bf16 where the CPU has AMX, int8 where it has AVX-512 VNNI or AVX2 without AVX-512, fp32 \
+            otherwise (one setting for a fleet of mixed machines; the log's `precision` line says what it chose). \
+            fp32 reproduces transformers; every precision is batch-invariant (int8 scales each text on its own). \
             `minirbt-stream version` prints what each precision runs on the machine, and `MINIRBT_MAX_CPU_ISA=AVX2` \
             caps every kernel to try a lesser CPU. A reduced precision is checked against fp32 on the first batch a \
             model serves and, if it would change predictions or the CPU lacks fast kernels, that model is served in \
