@@ -58,7 +58,8 @@ final class PartitionRouter: Sendable {
         state.withLock { state in
             for partition in partitions {
                 state.owner[partition] = nil
-                // Revoked or lost: nothing to resume, the consumer no longer has them.
+                // Revoked or lost: nothing to resume, the consumer no longer has them (and resumes them
+                // itself should they be assigned again).
                 state.paused.remove(partition)
             }
         }

@@ -75,10 +75,13 @@ struct BertEncoder {
         // Keys are only each text's own tokens, so no padding mask is needed and no row is all-masked.
         kernels.attention(queryKeyValue, sequences: batch.sequences, headCount: config.headCount, into: context)
         // From here on a row depends on itself alone, so the rows no head reads can be left behind.
-        let (kept, keptContext) = switch keeping {
-        case .everyToken: (x, context)
+        let (kept, keptContext): (MatrixView, MatrixView)
+        switch keeping {
+        case .everyToken:
+            (kept, keptContext) = (x, context)
         case .firstTokens:
-            (x.compactingRows(batch.sequences.map(\.lowerBound)), context.compactingRows(batch.sequences.map(\.lowerBound)))
+            let firstRows = batch.sequences.map(\.lowerBound)
+            (kept, keptContext) = (x.compactingRows(firstRows), context.compactingRows(firstRows))
         }
         kernels.linear(keptContext, weights.output, .residual, into: kept)
         kernels.layerNorm(kept, weights.norm, epsilon: config.layerNormEpsilon)
